@@ -1,0 +1,112 @@
+"""Canonical JSON bytes for payloads: encode, hash, check, decode (pure, no I/O).
+
+The stored form of a record's data is compact UTF-8 JSON with object keys sorted, made
+by orjson. The same data therefore always gives the same bytes and the same sha256,
+whatever the key order the caller used, which is what no-op detection and integrity
+checks compare. Only JSON types are accepted: ``dict`` with ``str`` keys, ``list`` (and
+``tuple``, stored as a list), ``str``, ``int`` (64-bit), finite ``float``, ``bool`` and
+``None``. Anything else raises :class:`~chronos_async.ValidationError` before a byte is
+written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from chronos_async._errors import IntegrityError, ValidationError
+
+__all__ = ["EncodedPayload", "check_shape", "decode_payload", "encode_payload", "sha256_hex"]
+
+_OPTIONS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedPayload:
+    """The canonical bytes of a payload with their size and sha256 (hex)."""
+
+    body: bytes
+    sha256: str
+
+    @property
+    def size(self) -> int:
+        """Length of ``body`` in bytes."""
+        return len(self.body)
+
+
+def _reject(value: object) -> Any:
+    raise TypeError(f"{type(value).__name__} is not a JSON type")
+
+
+def sha256_hex(body: bytes) -> str:
+    """The sha256 of ``body`` as lowercase hex."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def check_shape(data: Any, *, max_depth: int) -> None:
+    """Reject what orjson would silently accept or mangle: NaN/Infinity, deep nesting.
+
+    orjson writes NaN and Infinity as ``null``; a record must never change on the way
+    in, so they are refused here. Nesting deeper than ``max_depth`` is refused too.
+    """
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValidationError("payload holds NaN or Infinity, which JSON cannot represent")
+        elif isinstance(value, dict):
+            if depth >= max_depth:
+                raise ValidationError(f"payload is nested deeper than {max_depth} levels")
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, (list, tuple)):
+            if depth >= max_depth:
+                raise ValidationError(f"payload is nested deeper than {max_depth} levels")
+            stack.extend((v, depth + 1) for v in value)
+
+
+def encode_payload(data: Any, *, max_bytes: int, max_depth: int = 64) -> EncodedPayload:
+    """Encode a record's data (a JSON object) to canonical bytes.
+
+    Raises :class:`~chronos_async.ValidationError` when ``data`` is not a dict, holds a
+    non-JSON value, is too deep, or encodes to more than ``max_bytes``.
+    """
+    if not isinstance(data, dict):
+        raise ValidationError(f"a record's data must be a JSON object (dict), not {type(data).__name__}")
+    try:
+        body = orjson.dumps(data, default=_reject, option=_OPTIONS)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise ValidationError(f"payload is not JSON-serializable: {exc}") from None
+    # orjson caps recursion at 254 levels itself; a finer limit, and the NaN check, only
+    # need a walk when the bytes could hide a problem.
+    if b"null" in body or body.count(b"[") + body.count(b"{") > max_depth:
+        check_shape(data, max_depth=max_depth)
+    if len(body) > max_bytes:
+        raise ValidationError(f"payload is {len(body)} bytes; the limit is {max_bytes}")
+    return EncodedPayload(body=body, sha256=sha256_hex(body))
+
+
+def decode_payload(body: bytes, *, expected_sha256: str | None, where: str) -> dict[str, Any]:
+    """Decode stored bytes, verifying them against ``expected_sha256`` first.
+
+    Raises :class:`~chronos_async.IntegrityError` on a checksum mismatch or bytes that
+    are not a JSON object; ``where`` names the record for the message.
+    """
+    if expected_sha256 is not None and sha256_hex(body) != expected_sha256:
+        raise IntegrityError(f"payload of {where} does not match its stored sha256")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise IntegrityError(f"payload of {where} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise IntegrityError(f"payload of {where} is not a JSON object")
+    return data

@@ -1,0 +1,221 @@
+"""The configuration: one frozen pydantic model, loaded from a dict, JSON text or a file.
+
+Field names are snake_case; the camelCase names of the original chronos-db JSON are
+accepted as aliases, so an existing config file loads unchanged. Unknown keys are
+rejected. The library reads no environment variables.
+
+Example::
+
+    config = ChronosConfig.model_validate({
+        "mongoUris": ["mongodb://127.0.0.1:27017"],
+        "localStorage": {"enabled": True, "basePath": "./chronos-data"},
+        "collectionMaps": {"users": {"indexedProps": ["email", "status"]}},
+    })
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+import pydantic
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from chronos_async._errors import ConfigError
+from chronos_async._sections import (
+    CollectionMap,
+    CounterRules,
+    CountersConfig,
+    DevShadowConfig,
+    FallbackConfig,
+    LeaseConfig,
+    LimitsConfig,
+    LocalStorageConfig,
+    LoggingConfig,
+    MongoClientOptions,
+    MongoStorageConfig,
+    RetentionConfig,
+    RollupConfig,
+    RoutingConfig,
+    Section,
+    TransactionsConfig,
+    WriteOptimizationConfig,
+    redact_uri,
+    validate_mongo_uri,
+)
+
+__all__ = ["ChronosConfig", "SpacesConnection"]
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+class SpacesConnection(Section):
+    """One S3-compatible endpoint with its three buckets (payload JSON, content, backups)."""
+
+    endpoint: str
+    region: str = "us-east-1"
+    access_key: SecretStr
+    secret_key: SecretStr
+    json_bucket: str
+    content_bucket: str
+    backups_bucket: str
+    force_path_style: bool = True
+    #: An optional prefix prepended to every object key of this connection.
+    key_prefix: str = ""
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("endpoint must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("json_bucket", "content_bucket", "backups_bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if not _BUCKET.match(value):
+            raise ValueError(f"invalid bucket name {value!r}")
+        return value
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if value and not re.match(r"^[A-Za-z0-9_.\-/]+$", value) or ".." in value:
+            raise ValueError("key_prefix may hold only letters, digits, '_', '.', '-', '/'")
+        return value.strip("/")
+
+
+PayloadStorage = Literal["auto", "s3", "local", "mongo"]
+
+
+class ChronosConfig(Section):
+    """The whole configuration of a :class:`~chronos_async.Chronos` instance.
+
+    Backends: ``mongo_uris[i]`` pairs with ``spaces_conns[i]`` (when S3 is used). Payloads
+    go to S3 (``spaces_conns``), a local folder (``local_storage``) or MongoDB itself
+    (``payload_storage="mongo"``); ``payload_storage="auto"`` picks the local folder when
+    it is enabled, else S3 when connections are given.
+    """
+
+    mongo_uris: list[str] = Field(min_length=1, max_length=10)
+    spaces_conns: list[SpacesConnection] = Field(default_factory=list, max_length=10)
+    local_storage: LocalStorageConfig | None = None
+    mongo_storage: MongoStorageConfig = Field(default_factory=MongoStorageConfig)
+    payload_storage: PayloadStorage = "auto"
+    counters: CountersConfig | None = None
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    rollup: RollupConfig = Field(default_factory=RollupConfig)
+    collection_maps: dict[str, CollectionMap] = Field(default_factory=dict)
+    counter_rules: CounterRules = Field(default_factory=CounterRules)
+    dev_shadow: DevShadowConfig = Field(default_factory=DevShadowConfig)
+    hard_delete_enabled: bool = False
+    fallback: FallbackConfig | None = None
+    write_optimization: WriteOptimizationConfig | None = None
+    transactions: TransactionsConfig = Field(default_factory=TransactionsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    leases: LeaseConfig = Field(default_factory=LeaseConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    mongo_client: MongoClientOptions = Field(default_factory=MongoClientOptions)
+
+    @field_validator("mongo_uris")
+    @classmethod
+    def _uris(cls, values: list[str]) -> list[str]:
+        return [validate_mongo_uri(v) for v in values]
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> ChronosConfig:
+        mode = self.resolved_payload_storage
+        if mode == "s3" and not self.spaces_conns:
+            raise ValueError("payload_storage 's3' needs at least one entry in spaces_conns")
+        if self.spaces_conns and len(self.spaces_conns) != len(self.mongo_uris):
+            raise ValueError(
+                f"spaces_conns has {len(self.spaces_conns)} entries but mongo_uris has "
+                f"{len(self.mongo_uris)}: they pair up by position"
+            )
+        if mode == "local" and (self.local_storage is None or not self.local_storage.enabled):
+            raise ValueError("payload_storage 'local' needs local_storage.enabled = true")
+        return self
+
+    @property
+    def resolved_payload_storage(self) -> Literal["s3", "local", "mongo"]:
+        """Where payloads go, after resolving ``"auto"``."""
+        if self.payload_storage != "auto":
+            return self.payload_storage
+        if self.local_storage is not None and self.local_storage.enabled:
+            return "local"
+        if self.spaces_conns:
+            return "s3"
+        raise ValueError(
+            "no payload store: give spaces_conns (S3), enable local_storage, "
+            "or set payload_storage to 'mongo'"
+        )
+
+    def collection_map(self, name: str) -> CollectionMap:
+        """The collection map of ``name`` (an empty map when none is configured)."""
+        found = self.collection_maps.get(name)
+        return found if found is not None else _EMPTY_MAP
+
+    # -- loading ---------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, source: dict[str, Any] | str | bytes) -> ChronosConfig:
+        """Validate a dict or JSON text, raising :class:`ConfigError` on any problem."""
+        if isinstance(source, (str, bytes)):
+            return cls.model_validate_json(source)
+        return cls.model_validate(source)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ChronosConfig:
+        """Load a JSON config file (the original chronos-db format is accepted)."""
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {str(path)!r} must hold a JSON object")
+        return cls.load(data)
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> ChronosConfig:  # type: ignore[override]
+        """Validate a dict; any problem raises :class:`ConfigError` naming the key."""
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except pydantic.ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+
+    @classmethod
+    def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> ChronosConfig:  # type: ignore[override]
+        """Validate JSON text; any problem raises :class:`ConfigError` naming the key."""
+        try:
+            return super().model_validate_json(json_data, *args, **kwargs)
+        except pydantic.ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            if name == "mongo_uris":
+                yield name, [redact_uri(u) for u in self.mongo_uris]
+            else:
+                yield name, value
+
+
+_EMPTY_MAP = CollectionMap()
+
+
+def _describe(exc: pydantic.ValidationError) -> str:
+    """One readable message per problem, naming the key path; never echoes secrets."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in err["loc"]) or "<root>"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown configuration key {where!r}")
+        else:
+            lines.append(f"{where}: {err['msg']}")
+    return "invalid configuration: " + "; ".join(lines)

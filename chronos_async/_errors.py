@@ -1,0 +1,132 @@
+"""The one exception tree of chronos-async.
+
+Every error the library raises on purpose derives from :class:`ChronosError`. Where a
+builtin fits, the error also derives from it, so callers can catch either::
+
+    ChronosError(Exception)
+    ├── ConfigError(ValueError)            invalid configuration; nothing was started
+    ├── ValidationError(ValueError)        bad arguments or payload; nothing was written
+    ├── NotFoundError(LookupError)         no such record (or version)
+    ├── VersionConflictError               expected_ov did not match the head's ov
+    │   └── ItemExistsError                create with an id that is already taken
+    ├── ItemDeletedError                   update/enrich of a logically deleted record
+    ├── LockTimeoutError(TimeoutError)     the item's lease was not granted in time
+    ├── StorageError(OSError)              a backend failed; ``retryable`` says if a retry
+    │                                      can help, ``outcome_unknown`` if the write may
+    │                                      have been committed anyway
+    ├── IntegrityError                     stored bytes do not match their sha256, or the
+    │                                      metadata points at a payload that is missing
+    └── ClosedError(RuntimeError)          the Chronos instance is not open
+
+Errors never carry secrets: messages name databases, collections, ids and keys, never
+connection strings or credentials.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChronosError",
+    "ClosedError",
+    "ConfigError",
+    "IntegrityError",
+    "ItemDeletedError",
+    "ItemExistsError",
+    "LockTimeoutError",
+    "NotFoundError",
+    "StorageError",
+    "ValidationError",
+    "VersionConflictError",
+]
+
+
+class ChronosError(Exception):
+    """Base class of every error raised by chronos-async."""
+
+
+class ConfigError(ChronosError, ValueError):
+    """The configuration is invalid (unknown key, wrong type, inconsistent sections)."""
+
+
+class ValidationError(ChronosError, ValueError):
+    """An argument or payload was rejected before anything was written."""
+
+
+class NotFoundError(ChronosError, LookupError):
+    """The record (or the requested version of it) does not exist."""
+
+    def __init__(self, message: str, *, id: str | None = None) -> None:
+        super().__init__(message)
+        self.id = id
+
+
+class VersionConflictError(ChronosError):
+    """The record's current ``ov`` is not the one the caller expected.
+
+    ``expected`` is what the caller passed (``None`` for "no record yet"), ``actual`` the
+    ``ov`` found on the head (``None`` when the record does not exist).
+    """
+
+    def __init__(self, expected: int | None, actual: int | None, *, id: str | None = None) -> None:
+        super().__init__(
+            f"version conflict on {id!r}: expected ov={expected}, found ov={actual}"
+            if id is not None
+            else f"version conflict: expected ov={expected}, found ov={actual}"
+        )
+        self.expected = expected
+        self.actual = actual
+        self.id = id
+
+
+class ItemExistsError(VersionConflictError):
+    """``create`` was given an id that already has a record."""
+
+    def __init__(self, id: str, actual: int | None) -> None:
+        super().__init__(None, actual, id=id)
+        self.args = (f"a record with id {id!r} already exists (ov={actual})",)
+
+
+class ItemDeletedError(ChronosError):
+    """The record is logically deleted; only restore can bring it back."""
+
+    def __init__(self, id: str, ov: int) -> None:
+        super().__init__(f"record {id!r} is deleted (ov={ov}); restore it before changing it")
+        self.id = id
+        self.ov = ov
+
+
+class LockTimeoutError(ChronosError, TimeoutError):
+    """Another writer held the record's lease for longer than the configured wait."""
+
+    def __init__(self, id: str, waited_ms: float) -> None:
+        super().__init__(f"lease on {id!r} not granted within {waited_ms:.0f} ms")
+        self.id = id
+        self.waited_ms = waited_ms
+
+
+class StorageError(ChronosError, OSError):
+    """A backend (MongoDB or the payload store) failed.
+
+    ``retryable`` is true when the same call may succeed later (a timeout, a refused
+    connection); ``outcome_unknown`` is true when the write may or may not have been
+    committed (the failure happened after the version was claimed and before its
+    publication could be confirmed or undone).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        outcome_unknown: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.outcome_unknown = outcome_unknown
+
+
+class IntegrityError(ChronosError):
+    """Stored data contradicts its metadata (checksum mismatch or missing payload)."""
+
+
+class ClosedError(ChronosError, RuntimeError):
+    """The :class:`~chronos_async.Chronos` instance is not open (or was closed)."""

@@ -1,0 +1,308 @@
+"""The sections of :class:`~chronos_async.ChronosConfig` (one small frozen model each)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+from urllib.parse import unquote
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "CollectionMap",
+    "CounterRule",
+    "CounterRules",
+    "CountersConfig",
+    "DevShadowConfig",
+    "FallbackConfig",
+    "LeaseConfig",
+    "LimitsConfig",
+    "LocalStorageConfig",
+    "LoggingConfig",
+    "MongoClientOptions",
+    "MongoStorageConfig",
+    "RetentionConfig",
+    "RollupConfig",
+    "RoutingConfig",
+    "TransactionsConfig",
+    "WriteOptimizationConfig",
+    "redact_uri",
+    "validate_mongo_uri",
+]
+
+
+class Section(BaseModel):
+    """Base of every config section: frozen, strict about unknown keys, camelCase aliases."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+    )
+
+
+_MONGO_URI = re.compile(r"^(mongodb|mongodb\+srv)://(?:(?P<auth>[^@/]*)@)?(?P<hosts>[^/?]+)(?P<rest>.*)$")
+
+
+def validate_mongo_uri(uri: str) -> str:
+    """Check the shape of a MongoDB connection string (seed lists and ``+srv`` included).
+
+    No DNS lookup and no connection happen here; pymongo does the full parse at start-up.
+    """
+    match = _MONGO_URI.match(uri)
+    if match is None:
+        raise ValueError("must be a mongodb:// or mongodb+srv:// connection string")
+    hosts = match["hosts"].split(",")
+    for host in hosts:
+        if not host or not re.match(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-%]+)(:\d{1,5})?$", host):
+            raise ValueError("has an invalid host in its seed list")
+        port = host.rsplit(":", 1)[1] if ":" in host and not host.endswith("]") else None
+        if port is not None and not 0 < int(port) < 65536:
+            raise ValueError("has a port out of range")
+    if match.group(1) == "mongodb+srv" and (len(hosts) != 1 or ":" in hosts[0]):
+        raise ValueError("mongodb+srv:// takes exactly one host name and no port")
+    return uri
+
+
+def redact_uri(uri: str) -> str:
+    """The URI with any password replaced by ``***`` (safe to log and to print)."""
+    match = _MONGO_URI.match(uri)
+    if match is None or not match["auth"]:
+        return uri
+    user = unquote(match["auth"].split(":", 1)[0])
+    return f"{match.group(1)}://{user}:***@{match['hosts']}{match['rest']}"
+
+
+class LocalStorageConfig(Section):
+    """Payloads in a local folder (one sub-folder per bucket role)."""
+
+    enabled: bool
+    base_path: str = Field(min_length=1)
+
+
+class MongoStorageConfig(Section):
+    """Payloads kept in MongoDB itself (``payload_storage="mongo"``)."""
+
+    database: str = Field(default="chronos_payloads", min_length=1, max_length=63)
+    collection: str = Field(default="payloads", min_length=1, max_length=100)
+
+
+class CountersConfig(Section):
+    """Where the collection totals (``cnt_total``) live."""
+
+    mongo_uri: str
+    db_name: str = Field(min_length=1)
+
+    @field_validator("mongo_uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        return validate_mongo_uri(value)
+
+    def __repr_args__(self) -> Any:
+        yield "mongo_uri", redact_uri(self.mongo_uri)
+        yield "db_name", self.db_name
+
+
+class RoutingConfig(Section):
+    """How a request picks its backend among ``mongo_uris``.
+
+    ``choose_key`` is a fallback chain: the first token that has a value is the routing
+    key (``tenantId|dbName|collection:objectId`` routes by tenant, else by database).
+    """
+
+    hash_algo: Literal["rendezvous", "jump"] = "rendezvous"
+    choose_key: str = "tenantId|dbName|collection:objectId"
+
+    @field_validator("choose_key")
+    @classmethod
+    def _choose_key(cls, value: str) -> str:
+        allowed = {"tenantId", "dbName", "collection", "objectId", "collection:objectId"}
+        tokens = value.split("|")
+        bad = [t for t in tokens if t not in allowed]
+        if not value or bad:
+            raise ValueError(f"unknown routing tokens {bad}; allowed: {sorted(allowed)}")
+        return value
+
+
+class _RetentionRule(Section):
+    enabled: bool = False
+    max_age: int = Field(default=90, gt=0)
+    max_versions: int = Field(default=10, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            if "days" in data:
+                data.setdefault("maxAge", data.pop("days"))
+            if "maxPerItem" in data:
+                data.setdefault("maxVersions", data.pop("maxPerItem"))
+            # accepted by the original and never used: keep loading such files
+            data.pop("weeks", None)
+            data.pop("months", None)
+        return data
+
+
+class _CounterRetention(_RetentionRule):
+    max_age: int = Field(default=365, gt=0)
+    max_versions: int = Field(default=50, gt=0)
+
+
+class RetentionConfig(Section):
+    """How long versions and counter history are kept (enforced by a later service)."""
+
+    enabled: bool = False
+    ver: _RetentionRule = Field(default_factory=_RetentionRule)
+    counters: _CounterRetention = Field(default_factory=_CounterRetention)
+
+
+class RollupConfig(Section):
+    """Periodic manifests of collection state in the backups bucket."""
+
+    enabled: bool = False
+    manifest_period: Literal["daily", "weekly", "monthly"] = "daily"
+    auto_schedule: bool = True
+
+
+class Base64Prop(Section):
+    """A property holding base64 content that is stored outside the payload JSON."""
+
+    content_type: str = Field(min_length=1)
+    preferred_text: bool = False
+    text_charset: str = "utf-8"
+
+
+class _Validation(Section):
+    required_indexed: list[str] = Field(default_factory=list)
+
+
+class _VersionRetention(Section):
+    days_in_index: int | None = Field(default=None, gt=0)
+    max_versions_in_index: int | None = Field(default=None, gt=0)
+
+
+_PROP_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*(\[\])?$")
+
+
+class CollectionMap(Section):
+    """Per-collection rules: which properties are indexed, required, externalized."""
+
+    indexed_props: list[str] = Field(default_factory=list)
+    base64_props: dict[str, Base64Prop] = Field(default_factory=dict)
+    validation: _Validation = Field(default_factory=_Validation)
+    version_retention: _VersionRetention | None = None
+
+    @field_validator("indexed_props")
+    @classmethod
+    def _props(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _PROP_PATH.match(value):
+                raise ValueError(f"invalid property path {value!r}")
+        if len(set(values)) != len(values):
+            raise ValueError("indexed_props has duplicates")
+        return values
+
+    @model_validator(mode="after")
+    def _required_are_indexed(self) -> CollectionMap:
+        missing = [p for p in self.validation.required_indexed if p not in self.indexed_props]
+        if missing:
+            raise ValueError(f"required_indexed names props that are not indexed: {missing}")
+        return self
+
+
+class CounterRule(Section):
+    """A conditional counter: counts writes whose data matches ``when``."""
+
+    name: str = Field(min_length=1)
+    on: list[Literal["CREATE", "UPDATE", "DELETE"]] | None = None
+    scope: Literal["meta", "payload"] = "meta"
+    when: dict[str, Any] = Field(default_factory=dict)
+
+
+class CounterRules(Section):
+    """The list of conditional counter rules."""
+
+    rules: list[CounterRule] = Field(default_factory=list)
+
+
+class DevShadowConfig(Section):
+    """Keep a copy of the latest payload on the head (development aid)."""
+
+    enabled: bool = False
+    ttl_hours: int = Field(default=24, gt=0)
+    max_bytes_per_doc: int | None = Field(default=None, gt=0)
+
+
+class FallbackConfig(Section):
+    """The durable retry queue for writes that failed on a retryable error."""
+
+    enabled: bool = False
+    max_attempts: int = Field(default=10, gt=0)
+    base_delay_ms: int = Field(default=2000, gt=0)
+    max_delay_ms: int = Field(default=60000, gt=0)
+    dead_letter_collection: str = Field(default="chronos_fallback_dead", min_length=1)
+
+
+class WriteOptimizationConfig(Section):
+    """Batching of payload PUTs and debouncing of counter updates (0 disables)."""
+
+    batch_s3: bool = False
+    batch_window_ms: int = Field(default=0, ge=0)
+    debounce_counters_ms: int = Field(default=0, ge=0)
+    allow_shadow_skip: bool = False
+
+
+class TransactionsConfig(Section):
+    """Multi-document transactions for the publish step.
+
+    ``enabled=False``: never. ``enabled=True, auto_detect=True`` (default): when the
+    deployment is a replica set or sharded cluster. ``enabled=True, auto_detect=False``:
+    always (forced; only for deployments known to support them).
+    """
+
+    enabled: bool = True
+    auto_detect: bool = True
+
+
+class LoggingConfig(Section):
+    """Library logging (stdlib ``logging``, logger name ``chronos_async``)."""
+
+    level: Literal["ERROR", "WARN", "WARNING", "INFO", "DEBUG", "VERBOSE"] = "ERROR"
+    #: Log payload bodies at DEBUG level (off by default: payloads may hold personal data).
+    log_payloads: bool = False
+
+
+class LeaseConfig(Section):
+    """The per-record write lease that serializes writers across servers."""
+
+    lease_ms: int = Field(default=30_000, ge=100)
+    wait_ms: int = Field(default=10_000, ge=0)
+    backoff_initial_ms: int = Field(default=5, ge=1)
+    backoff_max_ms: int = Field(default=200, ge=1)
+
+
+class LimitsConfig(Section):
+    """Size and shape limits checked before anything is written."""
+
+    max_payload_bytes: int = Field(default=16 * 1024 * 1024 - 64 * 1024, gt=0)
+    max_depth: int = Field(default=64, gt=0)
+    #: Payloads up to this size are also kept on the head and version documents, so
+    #: reads of small records need no object-store GET (0 disables).
+    inline_payload_bytes: int = Field(default=16 * 1024, ge=0, le=1024 * 1024)
+    max_list_limit: int = Field(default=1000, gt=0)
+    default_list_limit: int = Field(default=50, gt=0)
+    max_presign_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+
+
+class MongoClientOptions(Section):
+    """Options of the long-lived ``AsyncMongoClient`` of each backend."""
+
+    max_pool_size: int = Field(default=50, gt=0)
+    min_pool_size: int = Field(default=0, ge=0)
+    server_selection_timeout_ms: int = Field(default=5_000, gt=0)
+    connect_timeout_ms: int = Field(default=5_000, gt=0)
+    socket_timeout_ms: int | None = Field(default=30_000, gt=0)
+    app_name: str = "chronos-async"
