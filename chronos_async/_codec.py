@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,10 @@ import orjson
 from chronos_async._errors import IntegrityError, ValidationError
 
 __all__ = ["EncodedPayload", "check_shape", "decode_payload", "encode_payload", "sha256_hex"]
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+#: 19 digits in a row may be an integer beyond the signed 64-bit range.
+_LONG_NUMBER = re.compile(rb"\d{19}")
 
 _OPTIONS = (
     orjson.OPT_SORT_KEYS
@@ -64,6 +69,9 @@ def check_shape(data: Any, *, max_depth: int) -> None:
         if isinstance(value, float):
             if not math.isfinite(value):
                 raise ValidationError("payload holds NaN or Infinity, which JSON cannot represent")
+        elif isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
+            # orjson also writes unsigned 64-bit values; MongoDB cannot store them.
+            raise ValidationError(f"integer {value} does not fit in a signed 64-bit number")
         elif isinstance(value, dict):
             if depth >= max_depth:
                 raise ValidationError(f"payload is nested deeper than {max_depth} levels")
@@ -81,14 +89,20 @@ def encode_payload(data: Any, *, max_bytes: int, max_depth: int = 64) -> Encoded
     non-JSON value, is too deep, or encodes to more than ``max_bytes``.
     """
     if not isinstance(data, dict):
-        raise ValidationError(f"a record's data must be a JSON object (dict), not {type(data).__name__}")
+        raise ValidationError(
+            f"a record's data must be a JSON object (dict), not {type(data).__name__}"
+        )
     try:
         body = orjson.dumps(data, default=_reject, option=_OPTIONS)
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise ValidationError(f"payload is not JSON-serializable: {exc}") from None
-    # orjson caps recursion at 254 levels itself; a finer limit, and the NaN check, only
-    # need a walk when the bytes could hide a problem.
-    if b"null" in body or body.count(b"[") + body.count(b"{") > max_depth:
+    # orjson caps recursion at 254 levels itself; a finer depth limit, the NaN check and
+    # the signed 64-bit range only need a walk when the bytes could hide a problem.
+    if (
+        b"null" in body
+        or body.count(b"[") + body.count(b"{") > max_depth
+        or _LONG_NUMBER.search(body) is not None
+    ):
         check_shape(data, max_depth=max_depth)
     if len(body) > max_bytes:
         raise ValidationError(f"payload is {len(body)} bytes; the limit is {max_bytes}")

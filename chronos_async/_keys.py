@@ -33,7 +33,7 @@ __all__ = [
 
 NO_TENANT = "_"
 
-_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+_ID = re.compile(r"[A-Za-z0-9_:\-][A-Za-z0-9_.:\-]{0,127}")
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
 _COLLECTION = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")
 _DB = re.compile(r"[A-Za-z0-9_\-]{1,63}")
@@ -45,20 +45,31 @@ _PAYLOAD_KEY = re.compile(
 
 def _check(pattern: re.Pattern[str], value: object, what: str, rule: str) -> str:
     if not isinstance(value, str) or not pattern.fullmatch(value) or ".." in value:
-        shown = repr(value) if isinstance(value, str) and len(value) <= 200 else type(value).__name__
+        shown = (
+            repr(value) if isinstance(value, str) and len(value) <= 200 else type(value).__name__
+        )
         raise ValidationError(f"invalid {what} {shown}: {rule}")
     return value
 
 
 def validate_id(value: object) -> str:
-    """A record id: 1-128 of ``A-Z a-z 0-9 _ . : -``, never containing ``..``."""
-    return _check(_ID, value, "id", "use 1-128 characters of A-Z a-z 0-9 _ . : - (no '..')")
+    """A record id: 1-128 of ``A-Z a-z 0-9 _ . : -``, not starting with ``.``, no ``..``.
+
+    A leading dot is refused so that no id can be a path segment like ``.`` that a
+    file system or URL normaliser would drop.
+    """
+    return _check(
+        _ID, value, "id", "use 1-128 characters of A-Z a-z 0-9 _ . : - (no leading '.', no '..')"
+    )
 
 
 def validate_tenant(value: object) -> str:
     """A tenant name: like an id, and it starts with a letter or digit."""
     return _check(
-        _TENANT, value, "tenant", "use 1-128 characters of A-Z a-z 0-9 _ . : -, starting alphanumeric"
+        _TENANT,
+        value,
+        "tenant",
+        "use 1-128 characters of A-Z a-z 0-9 _ . : -, starting alphanumeric",
     )
 
 

@@ -43,7 +43,9 @@ class Section(BaseModel):
     )
 
 
-_MONGO_URI = re.compile(r"^(mongodb|mongodb\+srv)://(?:(?P<auth>[^@/]*)@)?(?P<hosts>[^/?]+)(?P<rest>.*)$")
+_MONGO_URI = re.compile(
+    r"^(mongodb|mongodb\+srv)://(?:(?P<auth>[^@/]*)@)?(?P<hosts>[^/?]+)(?P<rest>.*)$"
+)
 
 
 def validate_mongo_uri(uri: str) -> str:
@@ -54,6 +56,9 @@ def validate_mongo_uri(uri: str) -> str:
     match = _MONGO_URI.match(uri)
     if match is None:
         raise ValueError("must be a mongodb:// or mongodb+srv:// connection string")
+    if "@" in match["rest"].split("?", 1)[0]:
+        # An unescaped "/" or "@" in a password would otherwise be read as a host or path.
+        raise ValueError("has '@' after the host list: percent-encode '@' and '/' in credentials")
     hosts = match["hosts"].split(",")
     for host in hosts:
         if not host or not re.match(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-%]+)(:\d{1,5})?$", host):

@@ -1,0 +1,163 @@
+"""Payload codec: canonical bytes, round trips, what is refused, integrity checks."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import math
+from collections import OrderedDict
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chronos_async._codec import decode_payload, encode_payload, sha256_hex
+from chronos_async._errors import IntegrityError, ValidationError
+
+LIMIT = 1 << 20
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=25,
+)
+json_objects = st.dictionaries(st.text(max_size=6), json_values, max_size=5)
+
+
+def _reorder(value: Any) -> Any:
+    """The same JSON with every object's keys inserted in reverse order."""
+    if isinstance(value, dict):
+        return {k: _reorder(value[k]) for k in reversed(list(value))}
+    if isinstance(value, list):
+        return [_reorder(v) for v in value]
+    return value
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=json_objects)
+def test_round_trip(data: dict[str, Any]) -> None:
+    encoded = encode_payload(data, max_bytes=LIMIT)
+    assert encoded.sha256 == sha256_hex(encoded.body)
+    assert encoded.size == len(encoded.body)
+    decoded = decode_payload(encoded.body, expected_sha256=encoded.sha256, where="r/1")
+    assert decoded == data
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=json_objects)
+def test_bytes_do_not_depend_on_key_order(data: dict[str, Any]) -> None:
+    assert encode_payload(_reorder(data), max_bytes=LIMIT) == encode_payload(data, max_bytes=LIMIT)
+
+
+def test_canonical_form_is_compact_sorted_utf8() -> None:
+    encoded = encode_payload(
+        {"b": [1, 2.5, None], "a": "é", "c": {"y": True, "x": 1}}, max_bytes=LIMIT
+    )
+    assert encoded.body == '{"a":"é","b":[1,2.5,null],"c":{"x":1,"y":true}}'.encode()
+
+
+def test_tuples_are_stored_as_lists() -> None:
+    encoded = encode_payload({"t": (1, (2, 3))}, max_bytes=LIMIT)
+    assert decode_payload(encoded.body, expected_sha256=None, where="x") == {"t": [1, [2, 3]]}
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    """A dict whose containers nest ``depth`` levels (the top dict is level one)."""
+    value: Any = 0
+    for _ in range(depth - 1):
+        value = {"a": value} if depth % 2 else [value]
+    return {"top": value}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"x": math.nan},
+        {"x": [1, {"y": math.inf}]},
+        {"x": -math.inf},
+        {"x": 2**64},
+        {"x": -(2**63) - 1},
+        {"x": 10**30},
+        {"x": {1, 2}},
+        {"x": frozenset()},
+        {"x": b"bytes"},
+        {"x": bytearray(b"b")},
+        {"x": datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)},
+        {"x": decimal.Decimal("1.5")},
+        {"x": object()},
+        {1: "non-str key"},
+        {"x": {None: 1}},
+        {"x": {("a",): 1}},
+        {"x": "\ud800"},
+        {"\udfff": 1},
+        {"x": "ok", "y": ["\ud83d"]},
+        _nested(65),
+        _nested(300),
+    ],
+)
+def test_rejects_what_json_cannot_hold_unchanged(data: Any) -> None:
+    with pytest.raises(ValidationError):
+        encode_payload(data, max_bytes=LIMIT)
+
+
+@pytest.mark.parametrize("data", [[1, 2], "text", 3, None, (("a", 1),)])
+def test_rejects_a_non_object_top_level(data: Any) -> None:
+    with pytest.raises(ValidationError, match="JSON object"):
+        encode_payload(data, max_bytes=LIMIT)
+
+
+def test_depth_limit_is_inclusive() -> None:
+    encode_payload(_nested(64), max_bytes=LIMIT)
+    encode_payload(_nested(3), max_bytes=LIMIT, max_depth=3)
+    with pytest.raises(ValidationError, match="deeper than 3"):
+        encode_payload(_nested(4), max_bytes=LIMIT, max_depth=3)
+    # brackets inside strings do not count as nesting
+    encode_payload({"s": "[[[[{{{{"}, max_bytes=LIMIT, max_depth=1)
+
+
+def test_size_limit() -> None:
+    body = encode_payload({"s": "x" * 100}, max_bytes=LIMIT).body
+    encode_payload({"s": "x" * 100}, max_bytes=len(body))
+    with pytest.raises(ValidationError, match=f"limit is {len(body) - 1}"):
+        encode_payload({"s": "x" * 100}, max_bytes=len(body) - 1)
+
+
+def test_a_dict_subclass_is_refused_even_though_it_is_a_json_object() -> None:
+    # Current behaviour (OPT_PASSTHROUGH_SUBCLASS sends subclasses to the rejecting
+    # default): callers must pass plain dicts. Pinned so a change is deliberate.
+    with pytest.raises(ValidationError):
+        encode_payload(OrderedDict(a=1), max_bytes=LIMIT)
+
+
+def test_checksum_mismatch_is_an_integrity_error() -> None:
+    encoded = encode_payload({"a": 1}, max_bytes=LIMIT)
+    tampered = encoded.body.replace(b"1", b"2")
+    with pytest.raises(IntegrityError, match="r/7"):
+        decode_payload(tampered, expected_sha256=encoded.sha256, where="r/7")
+    with pytest.raises(IntegrityError):
+        decode_payload(encoded.body, expected_sha256="0" * 64, where="r/7")
+    # without an expected sha256 the bytes are only parsed
+    assert decode_payload(tampered, expected_sha256=None, where="r/7") == {"a": 2}
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b"\xff\xfe", b"[1]", b'"s"', b"null", b"NaN"])
+def test_undecodable_or_non_object_bytes_are_integrity_errors(body: bytes) -> None:
+    with pytest.raises(IntegrityError):
+        decode_payload(body, expected_sha256=sha256_hex(body), where="r/1")
+
+
+@settings(max_examples=60, deadline=None)
+@given(body=st.binary(max_size=64))
+def test_random_bytes_decode_or_raise_integrity_error(body: bytes) -> None:
+    try:
+        data = decode_payload(body, expected_sha256=sha256_hex(body), where="r/1")
+    except IntegrityError:
+        return
+    assert isinstance(data, dict)

@@ -1,0 +1,247 @@
+"""Routing: the original's key chain and HRW scores, jump hash, credential-free ids."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from urllib.parse import quote
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chronos_async._errors import ConfigError, ValidationError
+from chronos_async._routing import (
+    _jump,
+    backend_id,
+    choose_backend,
+    jump_hash,
+    routing_key,
+    select_backend,
+)
+
+KEYS = [f"tenant-{i}" for i in range(5000)]
+ORIGINAL_IDS = [
+    "mongodb://a:27017|https://s3.a.example|json-a",
+    "mongodb://b:27017|https://s3.b.example|json-b",
+    "mongodb://c:27017|https://s3.c.example|json-c",
+]
+
+
+# --- routing_key ----------------------------------------------------------------------
+
+DEFAULT_CHAIN = "tenantId|dbName|collection:objectId"
+
+
+@pytest.mark.parametrize(
+    ("chain", "tenant", "db", "item_id", "expected"),
+    [
+        (DEFAULT_CHAIN, "acme", "myapp", "42", "acme"),
+        (DEFAULT_CHAIN, None, "myapp", "42", "myapp"),
+        (DEFAULT_CHAIN, None, "", "42", "users:42"),
+        (DEFAULT_CHAIN, None, "", None, "users:"),
+        ("collection:objectId|tenantId", "acme", "myapp", None, "users:"),
+        ("objectId|tenantId", "acme", "myapp", "42", "42"),
+        ("objectId|tenantId", "acme", "myapp", None, "acme"),
+        ("objectId", None, "myapp", None, "myapp"),  # nothing matched: the fixed fallback
+        ("objectId", "acme", "myapp", None, "acme"),
+        ("collection|tenantId", "acme", "myapp", None, "users"),
+        (" dbName | tenantId ", "acme", "myapp", None, "myapp"),
+    ],
+)
+def test_routing_key_is_a_first_match_chain(
+    chain: str, tenant: str | None, db: str, item_id: str | None, expected: str
+) -> None:
+    key = routing_key(chain, tenant=tenant, db=db, collection="users", item_id=item_id)
+    assert key == expected
+
+
+def test_routing_key_rejects_unknown_tokens() -> None:
+    with pytest.raises(ValidationError, match="'shard'"):
+        routing_key("shard|tenantId", tenant="a", db="d", collection="c", item_id=None)
+
+
+# --- rendezvous -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "of_two", "of_three"),
+    [("tenantA", 0, 0), ("tenantB", 1, 1), ("tenantC", 1, 1), ("myapp", 0, 0), ("acme", 1, 1)],
+)
+def test_rendezvous_reproduces_the_original_test_vectors(
+    key: str, of_two: int, of_three: int
+) -> None:
+    assert choose_backend(key, ORIGINAL_IDS[:2]) == of_two
+    assert choose_backend(key, ORIGINAL_IDS) == of_three
+
+
+def test_rendezvous_score_is_the_original_formula() -> None:
+    digest = hashlib.sha256(f"tenantA|{ORIGINAL_IDS[0]}".encode()).hexdigest()
+    assert digest.startswith("ee50cfa4")
+
+
+def test_rendezvous_single_backend_and_ties() -> None:
+    assert choose_backend("anything", ["only"]) == 0
+    assert all(choose_backend(k, ["same", "same", "same"]) == 0 for k in KEYS[:50])
+    with pytest.raises(ValidationError):
+        choose_backend("k", [])
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.text(max_size=40), n=st.integers(1, 8))
+def test_rendezvous_is_deterministic_and_in_range(key: str, n: int) -> None:
+    ids = [f"mongodb://h{i}:27017/|b" for i in range(n)]
+    chosen = choose_backend(key, ids)
+    assert 0 <= chosen < n
+    assert choose_backend(key, list(ids)) == chosen
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8])
+def test_adding_a_backend_moves_about_one_in_n_plus_one_keys_all_to_it(n: int) -> None:
+    ids = [f"mongodb://host{i}:27017/app|json" for i in range(n + 1)]
+    before = [choose_backend(k, ids[:n]) for k in KEYS]
+    after = [choose_backend(k, ids) for k in KEYS]
+    moved = [(b, a) for b, a in zip(before, after, strict=True) if b != a]
+    assert all(a == n for _, a in moved)  # keys only ever move to the new backend
+    assert abs(len(moved) / len(KEYS) - 1 / (n + 1)) < 0.03
+
+
+def test_removing_a_backend_moves_only_its_keys() -> None:
+    ids = [f"mongodb://host{i}:27017/app|json" for i in range(5)]
+    before = [choose_backend(k, ids) for k in KEYS]
+    survivors = ids[:2] + ids[3:]
+    for key, was in zip(KEYS, before, strict=True):
+        now = survivors[choose_backend(key, survivors)]
+        if was != 2:
+            assert now == ids[was]
+
+
+def test_rendezvous_spreads_keys_evenly() -> None:
+    ids = [f"mongodb://host{i}:27017/app|json" for i in range(4)]
+    counts = Counter(choose_backend(k, ids) for k in KEYS)
+    assert all(abs(c / len(KEYS) - 0.25) < 0.03 for c in counts.values())
+
+
+# --- jump -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "n", "bucket"),
+    [
+        # published values of the reference algorithm (paper's C++, ClickHouse, Rust ports)
+        (1, 1, 0),
+        (42, 57, 43),
+        (256, 1024, 520),
+        (0xDEAD10CC, 1, 0),
+        (0xDEAD10CC, 666, 361),
+        (16045690984833335023, 255, 237),
+        (0, 60, 0),
+        (1, 60, 55),
+        (2, 60, 46),
+    ],
+)
+def test_jump_matches_the_reference_algorithm(key: int, n: int, bucket: int) -> None:
+    assert _jump(key, n) == bucket
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.text(max_size=40), n=st.integers(1, 10_000))
+def test_jump_hash_is_in_range_and_deterministic(key: str, n: int) -> None:
+    bucket = jump_hash(key, n)
+    assert 0 <= bucket < n
+    assert jump_hash(key, n) == bucket
+
+
+def test_jump_hash_keys_only_move_to_the_new_bucket() -> None:
+    for key in KEYS[:1000]:
+        previous = jump_hash(key, 1)
+        assert previous == 0
+        for n in range(2, 33):
+            now = jump_hash(key, n)
+            assert now in (previous, n - 1)
+            previous = now
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 9])
+def test_jump_hash_moves_about_one_in_n_plus_one_keys(n: int) -> None:
+    moved = sum(jump_hash(k, n) != jump_hash(k, n + 1) for k in KEYS)
+    assert abs(moved / len(KEYS) - 1 / (n + 1)) < 0.03
+
+
+@pytest.mark.parametrize("n", [0, -1, True, 2.0])
+def test_jump_hash_needs_a_bucket(n: object) -> None:
+    with pytest.raises(ValidationError):
+        jump_hash("k", n)  # type: ignore[arg-type]
+
+
+def test_select_backend_dispatches_on_the_configured_algorithm() -> None:
+    ids = ORIGINAL_IDS
+    assert select_backend("tenantB", ids, "rendezvous") == choose_backend("tenantB", ids)
+    assert select_backend("tenantB", ids, "jump") == jump_hash("tenantB", 3)
+    with pytest.raises(ValidationError):
+        select_backend("k", ids, "modulo")
+
+
+# --- backend_id -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "bucket", "expected"),
+    [
+        ("mongodb://localhost", None, "mongodb://localhost:27017/|"),
+        ("mongodb://u:p@B:27017,a/app?tls=true", "json", "mongodb://a:27017,b:27017/app|json"),
+        ("mongodb://a:27017,b:27017/app", "json", "mongodb://a:27017,b:27017/app|json"),
+        ("mongodb://h:27018/?replicaSet=rs0", "j", "mongodb://h:27018/|j"),
+        ("mongodb://h?w=1", "j", "mongodb://h:27017/|j"),
+        ("mongodb://[::1]:27017/db", "j", "mongodb://[::1]:27017/db|j"),
+        ("mongodb://%2Ftmp%2Fmongo.sock/db", "j", "mongodb://%2Ftmp%2Fmongo.sock/db|j"),
+        (
+            "MONGODB+SRV://u:p@Cluster0.example.net/app?tls=true",
+            None,
+            "mongodb+srv://cluster0.example.net/app|",
+        ),
+        ("mongodb://us%40er:p%2Fw%3Fd@h/app", "j", "mongodb://h:27017/app|j"),
+        ("mongodb://u:p?w@h/app", "j", "mongodb://h:27017/app|j"),  # pymongo's split too
+    ],
+)
+def test_backend_id_keeps_hosts_db_and_bucket(uri: str, bucket: str | None, expected: str) -> None:
+    assert backend_id(0, uri, bucket) == expected
+
+
+_secret = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1, max_size=20
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(user=_secret, password=_secret, options=st.sampled_from(["", "?tls=true", "?w=majority"]))
+def test_backend_id_never_depends_on_or_contains_credentials(
+    user: str, password: str, options: str
+) -> None:
+    uri = f"mongodb://{quote(user, safe='')}:{quote(password, safe='')}@db1:27017,db2/app{options}"
+    ident = backend_id(3, uri, "json")
+    # the same id as without credentials or options, so it cannot hold any part of them
+    assert ident == backend_id(3, "mongodb://db2:27017,db1/app", "json")
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "postgres://u:p@h/db",
+        "h:27017",
+        "mongodb://u:p/w@h/db",  # unescaped "/" in the password
+        "mongodb://u:123/w@h/db",
+        "mongodb://u:1/w?a=b@h/db",
+        "mongodb://h/db?appName=me@home",
+        "mongodb://u:p@/db",
+        "mongodb://h:port/db",
+        "mongodb://a,,b/db",
+    ],
+)
+def test_backend_id_refuses_uris_it_cannot_split_safely(uri: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        backend_id(7, uri, "json")
+    message = str(info.value)
+    assert "mongo_uris[7]" in message
+    assert "u:" not in message
+    assert "@" not in message.replace("'@'", "")
