@@ -1,5 +1,19 @@
-"""chronos-async: versioned, time-travel persistence for asyncio services."""
+"""chronos-async: versioned, time-travel persistence for asyncio services.
 
+Every write creates an immutable version of a record (``ov``) and advances its
+collection's version (``cv``); metadata lives in MongoDB, payloads in S3-compatible
+storage (or a local folder, or MongoDB itself)::
+
+    from chronos_async import Chronos, ChronosConfig
+
+    async with Chronos(ChronosConfig.from_file("chronos.json")) as chronos:
+        users = chronos.collection("users", db="myapp")
+        r = await users.create({"email": "ada@example.com"}, actor="signup", reason="new")
+"""
+
+from chronos_async._admin import Admin, BackendHealth, HealthReport
+from chronos_async._client import Backend, Chronos
+from chronos_async._collection import Collection
 from chronos_async._config import ChronosConfig, SpacesConnection
 from chronos_async._errors import (
     ChronosError,
@@ -14,19 +28,34 @@ from chronos_async._errors import (
     ValidationError,
     VersionConflictError,
 )
+from chronos_async._models import Item, Operation, Page, VersionInfo, WriteResult
+
+__version__ = "0.1.0"
 
 __all__ = [
+    "Admin",
+    "Backend",
+    "BackendHealth",
+    "Chronos",
     "ChronosConfig",
     "ChronosError",
     "ClosedError",
+    "Collection",
     "ConfigError",
+    "HealthReport",
     "IntegrityError",
+    "Item",
     "ItemDeletedError",
     "ItemExistsError",
     "LockTimeoutError",
     "NotFoundError",
+    "Operation",
+    "Page",
     "SpacesConnection",
     "StorageError",
     "ValidationError",
     "VersionConflictError",
+    "VersionInfo",
+    "WriteResult",
+    "__version__",
 ]

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 import pydantic
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
 from chronos_async._errors import ConfigError
 from chronos_async._sections import (
@@ -82,7 +82,7 @@ class SpacesConnection(Section):
     @field_validator("key_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        if value and not re.match(r"^[A-Za-z0-9_.\-/]+$", value) or ".." in value:
+        if (value and not re.match(r"^[A-Za-z0-9_.\-/]+$", value)) or ".." in value:
             raise ValueError("key_prefix may hold only letters, digits, '_', '.', '-', '/'")
         return value.strip("/")
 
@@ -99,7 +99,9 @@ class ChronosConfig(Section):
     it is enabled, else S3 when connections are given.
     """
 
-    mongo_uris: list[str] = Field(min_length=1, max_length=10)
+    mongo_uris: list[Annotated[str, AfterValidator(validate_mongo_uri)]] = Field(
+        min_length=1, max_length=10
+    )
     spaces_conns: list[SpacesConnection] = Field(default_factory=list, max_length=10)
     local_storage: LocalStorageConfig | None = None
     mongo_storage: MongoStorageConfig = Field(default_factory=MongoStorageConfig)
@@ -119,11 +121,6 @@ class ChronosConfig(Section):
     leases: LeaseConfig = Field(default_factory=LeaseConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     mongo_client: MongoClientOptions = Field(default_factory=MongoClientOptions)
-
-    @field_validator("mongo_uris")
-    @classmethod
-    def _uris(cls, values: list[str]) -> list[str]:
-        return [validate_mongo_uri(v) for v in values]
 
     @model_validator(mode="after")
     def _cross_field(self) -> ChronosConfig:
@@ -183,7 +180,7 @@ class ChronosConfig(Section):
         return cls.load(data)
 
     @classmethod
-    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> ChronosConfig:  # type: ignore[override]
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> ChronosConfig:
         """Validate a dict; any problem raises :class:`ConfigError` naming the key."""
         try:
             return super().model_validate(obj, *args, **kwargs)
@@ -191,7 +188,7 @@ class ChronosConfig(Section):
             raise ConfigError(_describe(exc)) from None
 
     @classmethod
-    def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> ChronosConfig:  # type: ignore[override]
+    def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> ChronosConfig:
         """Validate JSON text; any problem raises :class:`ConfigError` naming the key."""
         try:
             return super().model_validate_json(json_data, *args, **kwargs)

@@ -1,5 +1,16 @@
 """Payload stores: S3 (aioboto3), a local folder, or MongoDB itself."""
 
 from chronos_async.storage._protocol import BlobInfo, BlobMissingError, BlobStore, Role
+from chronos_async.storage.local import LocalBlobStore
+from chronos_async.storage.mongo import MongoBlobStore
+from chronos_async.storage.s3 import S3BlobStore
 
-__all__ = ["BlobInfo", "BlobMissingError", "BlobStore", "Role"]
+__all__ = [
+    "BlobInfo",
+    "BlobMissingError",
+    "BlobStore",
+    "LocalBlobStore",
+    "MongoBlobStore",
+    "Role",
+    "S3BlobStore",
+]

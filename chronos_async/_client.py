@@ -1,0 +1,220 @@
+"""``Chronos``: the lifecycle owner. Opens backends on one exit stack, hands out handles."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+from chronos_async._admin import Admin
+from chronos_async._collection import Collection
+from chronos_async._config import ChronosConfig
+from chronos_async._errors import ClosedError, ConfigError
+from chronos_async._keys import validate_collection, validate_db, validate_tenant
+from chronos_async._routing import backend_id, choose_backend, routing_key
+from chronos_async._scope import ItemGates, Scope
+from chronos_async.meta import RecordRepo, open_client, supports_transactions
+from chronos_async.storage import BlobStore
+
+__all__ = ["Backend", "Chronos"]
+
+log = logging.getLogger("chronos_async")
+_LEVELS = {"VERBOSE": logging.DEBUG, "WARN": logging.WARNING}
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """One MongoDB deployment with its payload store."""
+
+    index: int
+    id: str
+    client: Any
+    store: BlobStore
+    transactions: bool
+
+
+class Chronos:
+    """A versioned record store over MongoDB and an object store.
+
+    Use it as an async context manager; it opens one MongoDB client and one payload
+    store per backend, probes whether transactions are available, and closes
+    everything on exit::
+
+        async with Chronos(config) as chronos:
+            users = chronos.collection("users", db="myapp")
+            r = await users.create({"name": "Ada"}, actor="admin", reason="import")
+
+    An instance opens once: re-entering it, or using it after it closed, raises
+    :class:`ClosedError`.
+    """
+
+    def __init__(self, config: ChronosConfig | Mapping[str, Any] | str | bytes) -> None:
+        if isinstance(config, ChronosConfig):
+            self.config = config
+        elif isinstance(config, (Mapping, str, bytes)):
+            self.config = ChronosConfig.load(
+                dict(config) if isinstance(config, Mapping) else config
+            )
+        else:
+            raise ConfigError("Chronos takes a ChronosConfig, a dict or JSON text")
+        buckets: list[str | None] = [c.json_bucket for c in self.config.spaces_conns] or [
+            None
+        ] * len(self.config.mongo_uris)
+        self._backend_ids = [
+            backend_id(i, uri, bucket)
+            for i, (uri, bucket) in enumerate(zip(self.config.mongo_uris, buckets, strict=True))
+        ]
+        if len(set(self._backend_ids)) != len(self._backend_ids):
+            # Identical ids score identically under rendezvous hashing: one would never win.
+            raise ConfigError("two backends have the same MongoDB hosts, database and bucket")
+        self._state: Literal["unopened", "opening", "open", "closed"] = "unopened"
+        self._stack = AsyncExitStack()
+        self._backends: list[Backend] = []
+        self._ready: dict[tuple[int, str, str], asyncio.Future[None]] = {}
+        self._gates = ItemGates()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.admin = Admin(self)
+
+    def __repr__(self) -> str:
+        return f"<Chronos {self._state}, {len(self.config.mongo_uris)} backend(s)>"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Chronos:
+        if self._state != "unopened":
+            raise ClosedError(f"this Chronos instance is {self._state}; create a new one")
+        self._state = "opening"
+        level = self.config.logging.level
+        log.setLevel(_LEVELS.get(level, getattr(logging, level, logging.ERROR)))
+        try:
+            for index, uri in enumerate(self.config.mongo_uris):
+                self._backends.append(await self._open_backend(index, uri))
+        except BaseException:
+            self._state = "closed"
+            await self._stack.aclose()
+            raise
+        self._state = "open"
+        return self
+
+    async def _open_backend(self, index: int, uri: str) -> Backend:
+        cfg = self.config
+        client = await self._stack.enter_async_context(open_client(uri, cfg.mongo_client))
+        detected = await supports_transactions(client)
+        txn = cfg.transactions.enabled and (detected or not cfg.transactions.auto_detect)
+        mode = cfg.resolved_payload_storage
+        store: BlobStore
+        # Imported here: each store pulls in its own client library (aioboto3 is slow to
+        # import), and only the configured one is needed.
+        if mode == "s3":
+            from chronos_async.storage.s3 import S3BlobStore
+
+            store = S3BlobStore(cfg.spaces_conns[index])
+        elif mode == "local":
+            from chronos_async.storage.local import LocalBlobStore
+
+            assert cfg.local_storage is not None
+            store = LocalBlobStore(cfg.local_storage.base_path)
+        else:
+            from chronos_async.storage.mongo import MongoBlobStore
+
+            store = MongoBlobStore(client, cfg.mongo_storage.database, cfg.mongo_storage.collection)
+        await self._stack.enter_async_context(store)
+        await store.ping()
+        log.info("backend %d ready (transactions=%s, payloads=%s)", index, txn, mode)
+        return Backend(index, self._backend_ids[index], client, store, txn)
+
+    async def aclose(self) -> None:
+        """Close every client and store; safe to call more than once."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        for pending in self._ready.values():
+            pending.cancel()
+        await self._stack.aclose()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def is_open(self) -> bool:
+        """True between a successful ``__aenter__`` and ``aclose``."""
+        return self._state == "open"
+
+    @property
+    def backends(self) -> tuple[Backend, ...]:
+        """The open backends, in configuration order."""
+        return tuple(self._backends)
+
+    # -- handles -----------------------------------------------------------------------
+
+    def route(self, *, db: str, collection: str, tenant: str | None = None) -> Backend:
+        """The backend that holds ``db.collection`` (of ``tenant``)."""
+        self._check_open()
+        if len(self._backends) == 1:
+            return self._backends[0]
+        key = routing_key(
+            self.config.routing.choose_key,
+            tenant=tenant,
+            db=db,
+            collection=collection,
+            item_id=None,
+        )
+        return self._backends[choose_backend(key, [b.id for b in self._backends])]
+
+    def collection(self, name: str, *, db: str, tenant: str | None = None) -> Collection:
+        """The handle of collection ``name`` in database ``db`` (optionally of ``tenant``).
+
+        Handles are cheap; the collection's indexes are created on its first use.
+        """
+        self._check_open()
+        name = validate_collection(name)
+        db = validate_db(db)
+        tenant = validate_tenant(tenant) if tenant is not None else None
+        backend = self.route(db=db, collection=name, tenant=tenant)
+        repo = RecordRepo(backend.client[db], name)
+        cmap = self.config.collection_map(name)
+        key = (backend.index, db, name)
+
+        async def ready() -> None:
+            self._check_open()
+            pending = self._ready.get(key)
+            if pending is None:
+                pending = asyncio.ensure_future(repo.ensure_indexes(cmap.indexed_props))
+                self._ready[key] = pending
+            try:
+                await asyncio.shield(pending)
+            except Exception:
+                if self._ready.get(key) is pending:
+                    del self._ready[key]
+                raise
+
+        scope = Scope(
+            db=db,
+            collection=name,
+            tenant=tenant,
+            repo=repo,
+            store=backend.store,
+            cmap=cmap,
+            config=self.config,
+            transactions=backend.transactions,
+            owner=self.owner,
+            gates=self._gates,
+            ready=ready,
+        )
+        return Collection(scope)
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise ClosedError(f"this Chronos instance is {self._state}; use it inside 'async with'")

@@ -1,0 +1,222 @@
+"""The public per-collection handle: validates arguments and delegates."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from chronos_async._models import Item, Page, VersionInfo, WriteResult
+from chronos_async._read import Reader
+from chronos_async._scope import Scope
+from chronos_async._write import Writer
+
+__all__ = ["Collection"]
+
+
+class Collection:
+    """Versioned records of one collection (of one database, optionally one tenant).
+
+    Get one from :meth:`Chronos.collection`. Every write creates an immutable version
+    and returns a :class:`WriteResult`; reads return :class:`Item` objects or ``None``.
+
+    Example::
+
+        users = chronos.collection("users", db="myapp")
+        r = await users.create({"email": "a@example.com"}, actor="signup", reason="new user")
+        r = await users.update(r.id, {"email": "b@example.com"}, expected_ov=r.ov)
+        old = await users.get_version(r.id, 0)
+    """
+
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
+        self._writer = Writer(scope)
+        self._reader = Reader(scope)
+
+    @property
+    def name(self) -> str:
+        """The collection name."""
+        return self._scope.collection
+
+    @property
+    def db(self) -> str:
+        """The database name."""
+        return self._scope.db
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant this handle is bound to (``None`` for none)."""
+        return self._scope.tenant
+
+    def __repr__(self) -> str:
+        tenant = f", tenant={self.tenant!r}" if self.tenant else ""
+        return f"<Collection {self.db}.{self.name}{tenant}>"
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def create(
+        self,
+        data: dict[str, Any],
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        id: str | None = None,
+        parent_id: str | None = None,
+        origin_id: str | None = None,
+    ) -> WriteResult:
+        """Create a record (``ov=0``).
+
+        ``id`` defaults to a new ObjectId string; an id that is taken raises
+        :class:`ItemExistsError`. ``parent_id``/``origin_id`` record lineage: when only a
+        parent is given, the origin is the parent's origin (or the parent itself).
+        """
+        return await self._writer.create(
+            data, actor=actor, reason=reason, item_id=id, parent_id=parent_id, origin_id=origin_id
+        )
+
+    async def update(
+        self,
+        id: str,
+        data: dict[str, Any],
+        *,
+        expected_ov: int | None,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> WriteResult:
+        """Replace the record's data (a new version).
+
+        ``expected_ov`` is required: the ``ov`` you read (:class:`VersionConflictError` if
+        the record moved on since), or an explicit ``None`` to overwrite whatever is there.
+        Updating a deleted record raises :class:`ItemDeletedError`.
+        """
+        return await self._writer.update(
+            id, data, expected_ov=expected_ov, actor=actor, reason=reason
+        )
+
+    async def delete(
+        self,
+        id: str,
+        *,
+        expected_ov: int | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        hard: bool = False,
+    ) -> WriteResult:
+        """Delete the record.
+
+        By default a logical delete: a new version marked deleted; history is kept and
+        :meth:`restore_object` can bring it back. ``hard=True`` (only when the config's
+        ``hard_delete_enabled`` is set) removes the record, its versions and payloads.
+        """
+        if hard:
+            return await self._writer.hard_delete(id, expected_ov=expected_ov)
+        return await self._writer.delete(id, expected_ov=expected_ov, actor=actor, reason=reason)
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def get_latest(
+        self,
+        id: str,
+        *,
+        projection: Sequence[str] | None = None,
+        presign: bool = False,
+        ttl_seconds: int = 3600,
+        include_deleted: bool = False,
+    ) -> Item | None:
+        """The current version, or ``None`` when there is no record or it is deleted.
+
+        ``projection`` keeps only the listed (dotted) paths of the data. ``presign=True``
+        adds a presigned GET URL of the payload under ``item.urls["payload"]``, valid for
+        ``ttl_seconds`` (at most 7 days).
+        """
+        return await self._reader.latest(
+            id,
+            projection=projection,
+            presign=presign,
+            ttl_seconds=ttl_seconds,
+            include_deleted=include_deleted,
+        )
+
+    async def get_version(
+        self,
+        id: str,
+        ov: int,
+        *,
+        projection: Sequence[str] | None = None,
+        presign: bool = False,
+        ttl_seconds: int = 3600,
+    ) -> Item | None:
+        """Version ``ov`` of the record, or ``None`` if it does not exist."""
+        return await self._reader.version(
+            id, ov, projection=projection, presign=presign, ttl_seconds=ttl_seconds
+        )
+
+    async def get_as_of(
+        self,
+        id: str,
+        at: datetime | str,
+        *,
+        projection: Sequence[str] | None = None,
+        presign: bool = False,
+        ttl_seconds: int = 3600,
+        include_deleted: bool = False,
+    ) -> Item | None:
+        """The record as it was at ``at`` (a datetime or ISO-8601 text).
+
+        Returns the newest version committed at or before ``at``; ``None`` before the
+        record was created, or when it was deleted at that time (unless
+        ``include_deleted``).
+        """
+        return await self._reader.as_of(
+            id,
+            at,
+            projection=projection,
+            presign=presign,
+            ttl_seconds=ttl_seconds,
+            include_deleted=include_deleted,
+        )
+
+    async def list_by_meta(
+        self,
+        filter: Mapping[str, Any] | None = None,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+        sort: Mapping[str, int] | Sequence[tuple[str, int]] | None = None,
+        include_deleted: bool = False,
+        projection: Sequence[str] | None = None,
+        presign: bool = False,
+        ttl_seconds: int = 3600,
+    ) -> Page:
+        """Current records whose indexed properties match ``filter``, one page at a time.
+
+        ``filter`` may only name the collection map's ``indexed_props`` and use ``$eq $ne
+        $in $nin $gt $gte $lt $lte $exists`` (plus ``$and``/``$or``). ``sort`` names
+        indexed props or ``updated_at``/``created_at``/``id`` (default newest update
+        first). ``limit`` defaults to 50 and is capped at 1000. Pass the page's
+        ``next_cursor`` as ``after`` to get the next page.
+
+        Example::
+
+            page = await users.list_by_meta({"status": "active"}, limit=100)
+            while page.next_cursor:
+                page = await users.list_by_meta({"status": "active"}, after=page.next_cursor)
+        """
+        return await self._reader.list_by_meta(
+            filter,
+            limit=limit,
+            after=after,
+            sort=sort,
+            include_deleted=include_deleted,
+            projection=projection,
+            presign=presign,
+            ttl_seconds=ttl_seconds,
+        )
+
+    def history(self, id: str) -> AsyncIterator[VersionInfo]:
+        """Every version of the record, newest first (metadata only)::
+
+        async for v in users.history(record_id):
+            print(v.ov, v.op, v.at, v.actor, v.reason)
+        """
+        return self._reader.history(id)

@@ -1,0 +1,92 @@
+"""Immutable result types returned by the public API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+__all__ = ["Item", "Operation", "Page", "VersionInfo", "WriteResult", "from_us", "to_us"]
+
+#: What a version recorded.
+Operation = Literal["create", "update", "delete", "enrich", "restore"]
+
+
+def from_us(us: int) -> datetime:
+    """An aware UTC datetime from integer microseconds since the epoch."""
+    return datetime.fromtimestamp(us / 1_000_000, tz=UTC).replace(microsecond=us % 1_000_000)
+
+
+def to_us(at: datetime) -> int:
+    """Integer microseconds since the epoch (naive datetimes are taken as UTC)."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    delta = at - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """The outcome of a write: the record's new ``ov``, the collection's ``cv``, commit time.
+
+    ``changed`` is false when the write stored nothing because the data was unchanged.
+    """
+
+    id: str
+    ov: int
+    cv: int
+    at: datetime
+    changed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One version of a record, with its data and the facts recorded with it.
+
+    ``updated_at`` is the commit time of this version; ``created_at`` that of ``ov=0``.
+    ``urls`` holds presigned URLs (key ``"payload"``) when the read asked for them.
+    """
+
+    id: str
+    ov: int
+    cv: int
+    data: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+    deleted: bool
+    actor: str | None
+    reason: str | None
+    parent_id: str | None
+    origin_id: str | None
+    function_ids: tuple[str, ...] = ()
+    urls: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    """What ``history`` yields for each version (no payload: read it with ``get_version``)."""
+
+    id: str
+    ov: int
+    cv: int
+    at: datetime
+    op: Operation
+    actor: str | None
+    reason: str | None
+    deleted: bool
+    size: int
+    sha256: str
+    function_id: str | None = None
+    restored_from: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of ``list_by_meta``; pass ``next_cursor`` as ``after`` for the next page."""
+
+    items: tuple[Item, ...]
+    next_cursor: str | None

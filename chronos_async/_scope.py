@@ -1,0 +1,82 @@
+"""What a collection handle is bound to: backend, names, rules, and per-item gates."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from chronos_async._config import ChronosConfig
+from chronos_async._keys import NO_TENANT
+from chronos_async._sections import CollectionMap
+from chronos_async.meta import RecordRepo
+from chronos_async.storage import BlobStore
+
+__all__ = ["ItemGates", "Scope", "now_us"]
+
+
+def now_us() -> int:
+    """Wall-clock time in integer microseconds since the epoch."""
+    return time.time_ns() // 1000
+
+
+class ItemGates:
+    """In-process, per-record locks.
+
+    Writers of one process queue here (woken by the lock, no polling) before they ask
+    MongoDB for the record's lease, so the lease is contended only across processes.
+    Entries are dropped when nobody holds or waits for them.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        """Hold the gate of ``key`` for the duration of the block."""
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock_now, users_now = self._locks[key]
+            if users_now <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock_now, users_now - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Everything the read and write paths of one collection handle need."""
+
+    db: str
+    collection: str
+    tenant: str | None
+    repo: RecordRepo
+    store: BlobStore
+    cmap: CollectionMap
+    config: ChronosConfig
+    transactions: bool
+    owner: str
+    gates: ItemGates
+    #: Awaited before the first operation: creates the collection's indexes once.
+    ready: Callable[[], Awaitable[None]]
+
+    @property
+    def t(self) -> str:
+        """The tenant as stored in documents (``NO_TENANT`` when there is none)."""
+        return self.tenant or NO_TENANT
+
+    def where(self, item_id: str) -> str:
+        """A human-readable name of a record for messages."""
+        tenant = f"tenant {self.tenant!r}, " if self.tenant else ""
+        return f"{tenant}{self.db}.{self.collection} id {item_id!r}"

@@ -1,0 +1,248 @@
+"""The write operations: create, update, delete (logical and hard).
+
+Each operation validates and encodes outside any lock, takes the record's lease, checks
+the head, then hands a version document to :func:`~chronos_async._publish.publish`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from chronos_async._codec import EncodedPayload, encode_payload
+from chronos_async._errors import (
+    ItemDeletedError,
+    ValidationError,
+    VersionConflictError,
+)
+from chronos_async._keys import head_id, item_prefix, new_item_id, new_write_token, validate_id
+from chronos_async._meta import extract_indexed
+from chronos_async._models import WriteResult, from_us
+from chronos_async._publish import Attempt, Doc, guarded, publish, take_lease
+from chronos_async._scope import Scope, now_us
+
+__all__ = ["Writer", "check_text", "result_of"]
+
+_MAX_TEXT = 2048
+#: Head fields a new version inherits unless the operation sets them.
+_CARRIED = ("parent_id", "origin_id", "function_ids", "meta", "restored_from")
+
+
+def check_text(value: object, what: str) -> str | None:
+    """Validate an optional short text argument (actor, reason, function id)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > _MAX_TEXT:
+        raise ValidationError(f"{what} must be a string of at most {_MAX_TEXT} characters")
+    return value
+
+
+def _check_ov(value: object, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"{what} must be a non-negative integer")
+    return value
+
+
+def result_of(head: Doc, *, changed: bool = True) -> WriteResult:
+    """The :class:`WriteResult` describing a published head."""
+    return WriteResult(
+        id=head["id"],
+        ov=int(head["ov"]),
+        cv=int(head["cv"]),
+        at=from_us(int(head["at"])),
+        changed=changed,
+    )
+
+
+class Writer:
+    """Write operations bound to one collection handle's :class:`Scope`."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    def _encode(self, data: Any) -> EncodedPayload:
+        limits = self.scope.config.limits
+        return encode_payload(data, max_bytes=limits.max_payload_bytes, max_depth=limits.max_depth)
+
+    async def create(
+        self,
+        data: Any,
+        *,
+        actor: str | None,
+        reason: str | None,
+        item_id: str | None,
+        parent_id: str | None,
+        origin_id: str | None,
+    ) -> WriteResult:
+        """Store ``ov=0`` of a new record."""
+        scope = self.scope
+        item_id = validate_id(item_id) if item_id is not None else new_item_id()
+        parent_id = validate_id(parent_id) if parent_id is not None else None
+        origin_id = validate_id(origin_id) if origin_id is not None else None
+        actor, reason = check_text(actor, "actor"), check_text(reason, "reason")
+        payload = self._encode(data)
+        meta = extract_indexed(data, scope.cmap)
+        await scope.ready()
+        if parent_id is not None and origin_id is None:
+            origin_id = await self._origin_of(parent_id)
+        version: Doc = {
+            "op": "create",
+            "actor": actor,
+            "reason": reason,
+            "deleted": False,
+            "parent_id": parent_id,
+            "origin_id": origin_id,
+            "function_ids": [],
+            "function_id": None,
+            "meta": meta,
+            "restored_from": None,
+        }
+        attempt = Attempt(scope, item_id, new_write_token())
+        async with scope.gates.hold(head_id(scope.tenant, item_id)):
+            head = await guarded(
+                attempt, lambda: publish(attempt, prev_head=None, version=version, payload=payload)
+            )
+        return result_of(head)
+
+    async def _origin_of(self, parent_id: str) -> str:
+        """The origin a child of ``parent_id`` inherits: the parent's origin, or the parent."""
+        parent = await self.scope.repo.find_head(
+            head_id(self.scope.tenant, parent_id), with_inline=False
+        )
+        if parent is not None and parent.get("origin_id"):
+            return str(parent["origin_id"])
+        return parent_id
+
+    async def update(
+        self,
+        item_id: str,
+        data: Any,
+        *,
+        expected_ov: int | None,
+        actor: str | None,
+        reason: str | None,
+    ) -> WriteResult:
+        """Replace the record's data with ``data`` as a new version."""
+        item_id = validate_id(item_id)
+        expected = _check_ov(expected_ov, "expected_ov")
+        actor, reason = check_text(actor, "actor"), check_text(reason, "reason")
+        payload = self._encode(data)
+        meta = extract_indexed(data, self.scope.cmap)
+
+        def build(head: Doc) -> tuple[Doc, EncodedPayload | None]:
+            _check_writable(head, expected)
+            version = _carry(head)
+            version.update(
+                op="update",
+                actor=actor,
+                reason=reason,
+                deleted=False,
+                meta=meta,
+                function_id=None,
+                restored_from=None,
+            )
+            return version, payload
+
+        return await self.change(item_id, build, with_inline=False)
+
+    async def delete(
+        self, item_id: str, *, expected_ov: int | None, actor: str | None, reason: str | None
+    ) -> WriteResult:
+        """Logically delete the record: a new version marked deleted, same payload."""
+        item_id = validate_id(item_id)
+        expected = _check_ov(expected_ov, "expected_ov")
+        actor, reason = check_text(actor, "actor"), check_text(reason, "reason")
+
+        def build(head: Doc) -> tuple[Doc, EncodedPayload | None]:
+            _check_writable(head, expected)
+            version = _carry(head)
+            version.update(
+                op="delete",
+                actor=actor,
+                reason=reason,
+                deleted=True,
+                function_id=None,
+                key=head["key"],
+                size=head["size"],
+                sha256=head["sha256"],
+                inline=head.get("inline"),
+            )
+            return version, None
+
+        return await self.change(item_id, build, with_inline=True)
+
+    async def change(
+        self,
+        item_id: str,
+        build: Callable[[Doc], tuple[Doc, EncodedPayload | None]]
+        | Callable[[Doc], Awaitable[tuple[Doc, EncodedPayload | None]]],
+        *,
+        with_inline: bool,
+    ) -> WriteResult:
+        """Lease the record, let ``build(head)`` make the new version, publish it.
+
+        ``build`` raises to refuse the change (deleted record, wrong ``expected_ov``); the
+        lease is released either way.
+        """
+        scope = self.scope
+        await scope.ready()
+        async with scope.gates.hold(head_id(scope.tenant, item_id)):
+            head, token = await take_lease(scope, item_id, with_inline=with_inline)
+            attempt = Attempt(
+                scope, item_id, token, leased=True, lease_exp_us=int(head["lease_exp"])
+            )
+
+            async def body() -> Doc:
+                built = build(head)
+                version, payload = built if isinstance(built, tuple) else await built
+                return await publish(attempt, prev_head=head, version=version, payload=payload)
+
+            new_head = await guarded(attempt, body)
+        return result_of(new_head)
+
+    async def hard_delete(self, item_id: str, *, expected_ov: int | None) -> WriteResult:
+        """Remove the record entirely: versions, head, then payloads (in that order).
+
+        Versions go first so that an interrupted hard delete never leaves a version that a
+        later create could mistake for an unfinished one; payloads go last so a reader
+        that still sees the head never finds its payload missing.
+        """
+        scope = self.scope
+        if not scope.config.hard_delete_enabled:
+            raise ValidationError("hard delete is disabled (set hard_delete_enabled in the config)")
+        item_id = validate_id(item_id)
+        expected = _check_ov(expected_ov, "expected_ov")
+        await scope.ready()
+        async with scope.gates.hold(head_id(scope.tenant, item_id)):
+            head, token = await take_lease(scope, item_id, with_inline=False)
+            attempt = Attempt(
+                scope, item_id, token, leased=True, lease_exp_us=int(head["lease_exp"])
+            )
+
+            async def body() -> WriteResult:
+                if expected is not None and expected != int(head["ov"]):
+                    raise VersionConflictError(expected, int(head["ov"]), id=item_id)
+                await scope.repo.delete_versions(scope.t, item_id)
+                await scope.repo.delete_head(head_id(scope.tenant, item_id), token)
+                attempt.published = True
+                prefix = item_prefix(scope.tenant, scope.db, scope.collection, item_id)
+                keys = [info.key async for info in scope.store.list(prefix)]
+                if keys:
+                    await scope.store.delete(keys)
+                cv = await scope.repo.next_cv(scope.t)
+                return WriteResult(id=item_id, ov=int(head["ov"]), cv=cv, at=from_us(now_us()))
+
+            return await guarded(attempt, body)
+
+
+def _check_writable(head: Doc, expected: int | None) -> None:
+    if head.get("deleted"):
+        raise ItemDeletedError(head["id"], int(head["ov"]))
+    if expected is not None and expected != int(head["ov"]):
+        raise VersionConflictError(expected, int(head["ov"]), id=head["id"])
+
+
+def _carry(head: Doc) -> Doc:
+    return {k: head.get(k) for k in _CARRIED}

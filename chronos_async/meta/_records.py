@@ -1,0 +1,247 @@
+"""The MongoDB side of one collection: heads, versions, the ``cv`` counter.
+
+Documents (field names are short because every head and version carries them):
+
+``<coll>_head``  one per record, ``_id = "<tenant>/<id>"``::
+
+    t, id, ov, cv, at (commit time of version ov, epoch µs), op, created_us, updated_us,
+    deleted, deleted_us, actor, reason, parent_id, origin_id, function_ids, meta,
+    key, size, sha256, inline (payload bytes when small), restored_from,
+    lease_exp (epoch µs; 0 = free), lease_token, lease_owner
+
+``<coll>_ver``  one per version, ``_id = "<tenant>/<id>/<ov>"``: the same facts as the
+head at that version plus ``function_id`` and ``token`` (the write attempt that claimed
+it). Inserting it is the claim on ``ov``: ``_id`` is unique, so two writers can never
+both own one ``ov``.
+
+``<coll>_counter``  ``{_id: "cv/<tenant>", value}``: the collection version.
+
+Equality on fields other than ``_id`` is always written as ``{"$eq": value}``: some
+wire-compatible servers take a bare 24-hex-digit string for an ObjectId and match
+nothing, and the explicit form means the same on MongoDB.
+
+Heads are only ever moved with a whole-document compare-and-swap on ``ov``
+(``replace_one``), never with ``$set``: that keeps every type intact on servers whose
+``$set`` is lossy, and makes "move the head and drop the lease" one round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from chronos_async._errors import StorageError
+from chronos_async.meta._errors import mongo_errors
+
+__all__ = ["HEAD_LIGHT", "RecordRepo"]
+
+Doc = dict[str, Any]
+T = TypeVar("T")
+Session = AsyncClientSession
+
+#: Head fields needed to write (everything except the inline payload).
+HEAD_LIGHT: Mapping[str, int] = {"inline": 0}
+_LEASE_FREE = {"lease_exp": 0, "lease_token": None, "lease_owner": None}
+
+
+class RecordRepo:
+    """Head/version/counter access for one (database, collection) pair."""
+
+    def __init__(self, db: AsyncDatabase[Doc], collection: str) -> None:
+        self.db = db
+        self.name = collection
+        self.heads = db[f"{collection}_head"]
+        self.versions = db[f"{collection}_ver"]
+        self.counter = db[f"{collection}_counter"]
+
+    async def ensure_indexes(self, indexed_props: Sequence[str]) -> None:
+        """Create the indexes this collection's queries rely on (idempotent)."""
+        with mongo_errors(f"index creation on {self.name}"):
+            await self.versions.create_index(
+                [("t", ASCENDING), ("id", ASCENDING), ("ov", ASCENDING)], unique=True
+            )
+            await self.versions.create_index(
+                [("t", ASCENDING), ("id", ASCENDING), ("at", ASCENDING)]
+            )
+            await self.versions.create_index([("t", ASCENDING), ("cv", ASCENDING)])
+            await self.heads.create_index([("t", ASCENDING), ("updated_us", DESCENDING)])
+            await self.heads.create_index([("t", ASCENDING), ("created_us", DESCENDING)])
+            for prop in indexed_props:
+                await self.heads.create_index(
+                    [("t", ASCENDING), (f"meta.{prop.removesuffix('[]')}", ASCENDING)]
+                )
+
+    async def in_transaction(self, body: Callable[[Session], Awaitable[T]]) -> T:
+        """Run ``body(session)`` in one multi-document transaction (retried when transient)."""
+        with mongo_errors("transaction"):
+            async with self.db.client.start_session() as session:
+                return await session.with_transaction(body)
+
+    # -- heads -------------------------------------------------------------------------
+
+    async def find_head(self, hid: str, *, with_inline: bool = True) -> Doc | None:
+        """The head document, or ``None``."""
+        with mongo_errors("head read"):
+            return await self.heads.find_one(
+                {"_id": hid}, projection=None if with_inline else dict(HEAD_LIGHT)
+            )
+
+    async def take_lease(
+        self, hid: str, *, token: str, owner: str, now_us: int, lease_us: int, with_inline: bool
+    ) -> Doc | None:
+        """Take the record's lease if it is free or expired; the head as it is now, or None.
+
+        ``None`` means the record does not exist or another writer holds a live lease.
+        """
+        with mongo_errors("lease acquisition"):
+            return await self.heads.find_one_and_update(
+                {"_id": hid, "lease_exp": {"$lt": now_us}},
+                {
+                    "$set": {
+                        "lease_exp": now_us + lease_us,
+                        "lease_token": token,
+                        "lease_owner": owner,
+                    }
+                },
+                projection=None if with_inline else dict(HEAD_LIGHT),
+                return_document=ReturnDocument.AFTER,
+            )
+
+    async def release_lease(self, hid: str, token: str) -> None:
+        """Free the lease if this token still holds it."""
+        with mongo_errors("lease release"):
+            await self.heads.update_one(
+                {"_id": hid, "lease_token": {"$eq": token}},
+                {"$set": {"lease_exp": 0, "lease_token": None}},
+            )
+
+    async def insert_head(self, head: Doc, session: AsyncClientSession | None = None) -> None:
+        """Insert a new head (raises ``DuplicateKeyError`` when the id is taken)."""
+        with mongo_errors("head insert"):
+            await self.heads.insert_one({**head, **_LEASE_FREE}, session=session)
+
+    async def move_head(
+        self, hid: str, expected_ov: int, head: Doc, session: AsyncClientSession | None = None
+    ) -> bool:
+        """Compare-and-swap: replace the head if it is still at ``expected_ov``.
+
+        The new document carries no lease, so a successful move also releases it.
+        """
+        with mongo_errors("head update"):
+            result = await self.heads.replace_one(
+                {"_id": hid, "ov": {"$eq": expected_ov}}, {**head, **_LEASE_FREE}, session=session
+            )
+        return result.matched_count == 1
+
+    async def delete_head(self, hid: str, token: str) -> bool:
+        """Remove the head while holding its lease (hard delete)."""
+        with mongo_errors("head delete"):
+            result = await self.heads.delete_one({"_id": hid, "lease_token": {"$eq": token}})
+        return result.deleted_count == 1
+
+    def find_heads(
+        self,
+        query: Doc,
+        *,
+        sort: Sequence[tuple[str, int]],
+        limit: int,
+        projection: Mapping[str, int] | None = None,
+    ) -> AsyncIterator[Doc]:
+        """Heads matching ``query`` in ``sort`` order (an async cursor)."""
+        with mongo_errors("head query"):
+            cursor = (
+                self.heads.find(query, projection=dict(projection) if projection else None)
+                .sort(list(sort))
+                .limit(limit)
+            )
+        return _guarded(cursor.__aiter__(), "head query")
+
+    # -- versions ----------------------------------------------------------------------
+
+    async def insert_version(self, version: Doc, session: AsyncClientSession | None = None) -> None:
+        """Claim ``version["ov"]`` (raises ``DuplicateKeyError`` if someone owns it)."""
+        with mongo_errors("version insert"):
+            await self.versions.insert_one(version, session=session)
+
+    async def find_version(self, vid: str) -> Doc | None:
+        """One version document by its ``_id``."""
+        with mongo_errors("version read"):
+            return await self.versions.find_one({"_id": vid})
+
+    async def find_versions_at(
+        self, tenant: str, item_id: str, at_us: int, limit: int
+    ) -> list[Doc]:
+        """The newest ``limit`` versions committed at or before ``at_us``."""
+        with mongo_errors("version read"):
+            cursor = (
+                self.versions.find(
+                    {"t": {"$eq": tenant}, "id": {"$eq": item_id}, "at": {"$lte": at_us}}
+                )
+                .sort([("at", DESCENDING)])
+                .limit(limit)
+            )
+            return await cursor.to_list(length=limit)
+
+    def iter_versions(
+        self, tenant: str, item_id: str, *, max_ov: int, batch_size: int = 100
+    ) -> AsyncIterator[Doc]:
+        """Versions ``max_ov, max_ov-1, ..., 0`` of a record, without inline payloads."""
+        with mongo_errors("version read"):
+            cursor = (
+                self.versions.find(
+                    {"t": {"$eq": tenant}, "id": {"$eq": item_id}, "ov": {"$lte": max_ov}},
+                    projection={"inline": 0},
+                )
+                .sort([("ov", DESCENDING)])
+                .batch_size(batch_size)
+            )
+        return _guarded(cursor.__aiter__(), "version read")
+
+    async def delete_version(self, vid: str, token: str) -> bool:
+        """Withdraw a claim made by write attempt ``token`` (compensation)."""
+        with mongo_errors("version withdrawal"):
+            result = await self.versions.delete_one({"_id": vid, "token": {"$eq": token}})
+        return result.deleted_count == 1
+
+    async def delete_versions(self, tenant: str, item_id: str) -> int:
+        """Remove every version of a record (hard delete)."""
+        with mongo_errors("version delete"):
+            result = await self.versions.delete_many({"t": {"$eq": tenant}, "id": {"$eq": item_id}})
+        return result.deleted_count
+
+    # -- collection counter --------------------------------------------------------------
+
+    async def next_cv(self, tenant: str, session: AsyncClientSession | None = None) -> int:
+        """Allocate the next collection version (1, 2, 3, ...; gaps after failed writes)."""
+        with mongo_errors("cv allocation"):
+            doc = await self.counter.find_one_and_update(
+                {"_id": f"cv/{tenant}"},
+                {"$inc": {"value": 1}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+        if doc is None:  # an upsert with AFTER always returns the document
+            raise StorageError(f"MongoDB cv allocation on {self.name} returned nothing")
+        return int(doc["value"])
+
+    async def current_cv(self, tenant: str) -> int:
+        """The last allocated collection version (0 before the first write)."""
+        with mongo_errors("cv read"):
+            doc = await self.counter.find_one({"_id": f"cv/{tenant}"})
+        return int(doc["value"]) if doc else 0
+
+
+async def _guarded(source: AsyncIterator[Doc], what: str) -> AsyncIterator[Doc]:
+    """Iterate a cursor, translating driver errors raised while fetching batches."""
+    while True:
+        with mongo_errors(what):
+            try:
+                doc = await anext(source)
+            except StopAsyncIteration:
+                return
+        yield doc

@@ -1,0 +1,181 @@
+"""The BlobStore contract, run against every backend (local folder, MongoDB, S3)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+
+import pytest
+
+from chronos_async import ClosedError, StorageError, ValidationError
+from chronos_async.storage import BlobInfo, BlobMissingError, BlobStore
+
+
+def sha(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+async def put(store: BlobStore, key: str, body: bytes, **kwargs: object) -> None:
+    await store.put(key, body, sha256=sha(body), **kwargs)  # type: ignore[arg-type]
+
+
+async def collect(store: BlobStore, prefix: str, **kwargs: object) -> list[BlobInfo]:
+    return [info async for info in store.list(prefix, **kwargs)]  # type: ignore[arg-type]
+
+
+def segment_order(keys: list[str]) -> list[str]:
+    """The order of a folder-by-folder listing (SeaweedFS): by the tuple of segments."""
+    return sorted(keys, key=lambda key: key.split("/"))
+
+
+def test_stores_satisfy_the_protocol(store: BlobStore) -> None:
+    assert isinstance(store, BlobStore)
+    assert store.kind in {"local", "mongo", "s3"}
+
+
+async def test_round_trip_keeps_exact_bytes(store: BlobStore) -> None:
+    bodies = {
+        "t/db/c/1/v0/a1.json": b'{"a": 1}',
+        "t/db/c/1/v1/b2.json": bytes(range(256)) * 40,
+        "t/db/c/2/v0/empty.json": b"",
+    }
+    for key, body in bodies.items():
+        await put(store, key, body)
+    for key, body in bodies.items():
+        assert await store.get(key) == body
+
+
+async def test_put_never_overwrites(store: BlobStore) -> None:
+    await put(store, "k/v0/x.json", b"first")
+    with pytest.raises(StorageError, match="exists") as info:
+        await put(store, "k/v0/x.json", b"second")
+    assert not isinstance(info.value, BlobMissingError)
+    assert info.value.retryable is False
+    assert await store.get("k/v0/x.json") == b"first"
+
+
+async def test_repeating_an_identical_put_succeeds(store: BlobStore) -> None:
+    # A retried put (e.g. after a lost response) must not fail on its own earlier success.
+    await put(store, "k/v0/same.json", b"payload")
+    await put(store, "k/v0/same.json", b"payload")
+    assert await store.get("k/v0/same.json") == b"payload"
+
+
+async def test_racing_puts_to_one_key_have_one_winner(store: BlobStore) -> None:
+    bodies = [f"writer {i}".encode() for i in range(10)]
+    results = await asyncio.gather(
+        *(put(store, "race/v1/tok.json", body) for body in bodies), return_exceptions=True
+    )
+    winners = [body for body, result in zip(bodies, results, strict=True) if result is None]
+    losers = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert all(isinstance(r, StorageError) and not r.retryable for r in losers)
+    assert await store.get("race/v1/tok.json") == winners[0]
+
+
+async def test_missing_key_raises_blob_missing(store: BlobStore) -> None:
+    with pytest.raises(BlobMissingError) as info:
+        await store.get("no/such/key.json")
+    assert isinstance(info.value, StorageError)
+    assert info.value.retryable is False
+    assert (info.value.role, info.value.key) == ("json", "no/such/key.json")
+
+
+async def test_roles_are_separate(store: BlobStore) -> None:
+    await put(store, "shared/key.json", b"json", role="json")
+    await put(store, "shared/key.json", b"content", content_type="text/plain", role="content")
+    assert await store.get("shared/key.json", role="json") == b"json"
+    assert await store.get("shared/key.json", role="content") == b"content"
+    with pytest.raises(BlobMissingError):
+        await store.get("shared/key.json", role="backups")
+
+
+async def test_delete_is_idempotent_and_ignores_missing(store: BlobStore) -> None:
+    await put(store, "d/1.json", b"1")
+    await put(store, "d/2.json", b"2")
+    await store.delete(["d/1.json", "d/never.json"])
+    with pytest.raises(BlobMissingError):
+        await store.get("d/1.json")
+    assert await store.get("d/2.json") == b"2"
+    await store.delete(["d/1.json"])
+    await store.delete([])
+    assert [i.key for i in await collect(store, "d/")] == ["d/2.json"]
+
+
+async def test_list_filters_by_prefix_in_key_order(store: BlobStore) -> None:
+    keys = [f"p/k{i}.json" for i in range(30)]
+    others = ["p-x/a.json", "q/a.json", "pa.json"]
+    shuffled = keys + others
+    random.Random(7).shuffle(shuffled)
+    await asyncio.gather(*(put(store, key, key.encode()) for key in shuffled))
+
+    listed = await collect(store, "p/")
+    assert [i.key for i in listed] == sorted(keys)
+    assert all(i.size == len(i.key) for i in listed)
+    assert all(i.modified_at.tzinfo is not None for i in listed)
+
+    partial = [i.key for i in await collect(store, "p/k1")]
+    assert partial == sorted(k for k in keys if k.startswith("p/k1"))
+    everything = [i.key for i in await collect(store, "")]
+    if store.kind == "s3":
+        # SeaweedFS lists folder by folder ("p/..." before "p-x/..."), see S3BlobStore.list.
+        assert everything in (sorted(keys + others), segment_order(keys + others))
+    else:
+        assert everything == sorted(keys + others)
+    assert await collect(store, "nothing/") == []
+    assert await collect(store, "p/", role="content") == []
+
+
+async def test_list_can_stop_early(store: BlobStore) -> None:
+    await asyncio.gather(*(put(store, f"e/{i:02}", b"x") for i in range(12)))
+    seen = []
+    async for info in store.list("e/"):
+        seen.append(info.key)
+        if len(seen) == 3:
+            break
+    assert seen == ["e/00", "e/01", "e/02"]
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["", "../x", "a/../../x", "/etc/passwd", "a//b", "a/./b", "./a", "a/", "a\\b", "a\x00b",
+     "a b", "tmp~1", "é", "x" * 1025, "a/" + "b" * 256],
+)  # fmt: skip
+async def test_invalid_keys_are_rejected_everywhere(store: BlobStore, key: str) -> None:
+    with pytest.raises(ValidationError):
+        await store.put(key, b"x", sha256=sha(b"x"))
+    with pytest.raises(ValidationError):
+        await store.get(key)
+    with pytest.raises(ValidationError):
+        await store.delete(["ok.json", key])
+    with pytest.raises(ValidationError):
+        await store.presign_get(key, ttl_seconds=60)
+
+
+@pytest.mark.parametrize("prefix", ["/a", "../", "a//", "a/../b/", "a\\", "a b"])
+async def test_invalid_prefixes_are_rejected(store: BlobStore, prefix: str) -> None:
+    with pytest.raises(ValidationError):
+        await collect(store, prefix)
+
+
+async def test_ping_answers(store: BlobStore) -> None:
+    await store.ping()
+
+
+async def test_unknown_role_is_a_validation_error(store: BlobStore) -> None:
+    with pytest.raises(ValidationError):
+        await store.get("a.json", role="bogus")  # type: ignore[arg-type]
+
+
+async def test_lifecycle_open_once_close_idempotent(store: BlobStore) -> None:
+    with pytest.raises(ClosedError):
+        await store.__aenter__()
+    await store.__aexit__(None, None, None)
+    await store.__aexit__(None, None, None)
+    with pytest.raises(ClosedError):
+        await store.get("a.json")
+    with pytest.raises(ClosedError):
+        await store.ping()
+    with pytest.raises(ClosedError):
+        await store.__aenter__()

@@ -1,0 +1,20 @@
+"""Helpers shared by the tests (no fixtures here: those live in conftest.py)."""
+
+from __future__ import annotations
+
+from chronos_async import Collection
+from chronos_async._keys import collection_prefix
+
+
+async def footprint(users: Collection) -> tuple[int, int, int]:
+    """(heads, versions, payload objects) stored for this handle's collection and tenant.
+
+    Tests compare footprints before and after a refused call to prove nothing was written.
+    """
+    scope = users._scope
+    t = {"t": {"$eq": scope.t}}
+    heads = await scope.repo.heads.count_documents(t)
+    versions = await scope.repo.versions.count_documents(t)
+    prefix = collection_prefix(scope.tenant, scope.db, scope.collection)
+    blobs = [info async for info in scope.store.list(prefix)]
+    return heads, versions, len(blobs)

@@ -1,0 +1,46 @@
+"""Transactions: detected once at start-up; the forced path works with one writer.
+
+Against nx-27017 (a standalone server whose transactions are not isolated) auto-detect
+must say "no". The forced-on test runs there with a single writer and nothing else
+touching the database; against a real replica set (CHRONOS_TEST_MONGO_URI) the same
+test exercises real transactions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chronos_async import Chronos, ItemDeletedError, ItemExistsError, VersionConflictError
+from chronos_async.meta import supports_transactions
+
+
+async def test_auto_detect_matches_the_deployment(make_config: Any) -> None:
+    async with Chronos(make_config("local")) as chronos:
+        backend = chronos.backends[0]
+        assert backend.transactions == await supports_transactions(backend.client)
+
+
+async def test_disabled_means_never(make_config: Any) -> None:
+    async with Chronos(make_config("local", transactions={"enabled": False})) as chronos:
+        assert chronos.backends[0].transactions is False
+
+
+async def test_forced_transactions_single_writer(make_config: Any, db_name: str) -> None:
+    config = make_config("local", transactions={"enabled": True, "auto_detect": False})
+    async with Chronos(config) as chronos:
+        assert chronos.backends[0].transactions is True
+        users = chronos.collection("users", db=db_name)
+        r = await users.create({"email": "a@x"}, id="t1")
+        with pytest.raises(ItemExistsError):
+            await users.create({"email": "b@x"}, id="t1")
+        r1 = await users.update(r.id, {"email": "b@x"}, expected_ov=0)
+        with pytest.raises(VersionConflictError):
+            await users.update(r.id, {"email": "c@x"}, expected_ov=0)
+        await users.delete(r.id, expected_ov=r1.ov)
+        with pytest.raises(ItemDeletedError):
+            await users.update(r.id, {"email": "d@x"}, expected_ov=2)
+        assert [v.op async for v in users.history(r.id)] == ["delete", "update", "create"]
+        first = await users.get_version(r.id, 0)
+        assert first is not None and first.data == {"email": "a@x"}
