@@ -16,7 +16,10 @@ builtin fits, the error also derives from it, so callers can catch either::
     │                                      have been committed anyway
     ├── IntegrityError                     stored bytes do not match their sha256, or the
     │                                      metadata points at a payload that is missing
-    └── ClosedError(RuntimeError)          the Chronos instance is not open
+    ├── ClosedError(RuntimeError)          the Chronos instance is not open
+    └── LocalServerError(RuntimeError)     an embedded server (LocalStack) failed to start
+        └── ExecutableNotFoundError        its executable is not installed
+            (FileNotFoundError)
 
 Errors never carry secrets: messages name databases, collections, ids and keys, never
 connection strings or credentials.
@@ -28,9 +31,11 @@ __all__ = [
     "ChronosError",
     "ClosedError",
     "ConfigError",
+    "ExecutableNotFoundError",
     "IntegrityError",
     "ItemDeletedError",
     "ItemExistsError",
+    "LocalServerError",
     "LockTimeoutError",
     "NotFoundError",
     "StorageError",
@@ -130,3 +135,11 @@ class IntegrityError(ChronosError):
 
 class ClosedError(ChronosError, RuntimeError):
     """The :class:`~chronos_async.Chronos` instance is not open (or was closed)."""
+
+
+class LocalServerError(ChronosError, RuntimeError):
+    """A local server could not be found, started or made ready (the message has its log)."""
+
+
+class ExecutableNotFoundError(LocalServerError, FileNotFoundError):
+    """A server executable is neither next to the Python interpreter nor on ``PATH``."""

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from chronos_async._errors import ChronosError
+from chronos_async._errors import ExecutableNotFoundError, LocalServerError
 
 __all__ = [
     "GRPC_OFFSET",
@@ -56,14 +56,6 @@ _SIGKILL: signal.Signals = getattr(signal, "SIGKILL", signal.SIGTERM)
 _PR_SET_PDEATHSIG = 1
 
 T = TypeVar("T", bound="ManagedProcess")
-
-
-class LocalServerError(ChronosError, RuntimeError):
-    """A local server could not be found, started or made ready (the message has its log)."""
-
-
-class ExecutableNotFoundError(LocalServerError, FileNotFoundError):
-    """A server executable is neither next to the Python interpreter nor on ``PATH``."""
 
 
 class _ExitedDuringStart(LocalServerError):

@@ -16,11 +16,13 @@ EXPECTED = {
     "ClosedError",
     "Collection",
     "ConfigError",
+    "ExecutableNotFoundError",
     "HealthReport",
     "IntegrityError",
     "Item",
     "ItemDeletedError",
     "ItemExistsError",
+    "LocalServerError",
     "LockTimeoutError",
     "NotFoundError",
     "Operation",
@@ -69,6 +71,8 @@ def test_error_tree() -> None:
         "StorageError",
         "IntegrityError",
         "ClosedError",
+        "LocalServerError",
+        "ExecutableNotFoundError",
     ):
         assert issubclass(getattr(errors, name), errors.ChronosError), name
     assert issubclass(errors.ConfigError, ValueError)

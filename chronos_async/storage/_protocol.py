@@ -74,7 +74,11 @@ class BlobStore(Protocol):
         ...
 
     def list(self, prefix: str, *, role: Role = "json") -> AsyncIterator[BlobInfo]:
-        """Every object whose key starts with ``prefix``, in key order."""
+        """Every object whose key starts with ``prefix``.
+
+        The order is stable for a store but not necessarily plain key order (SeaweedFS
+        lists folder by folder); callers that need key order sort.
+        """
         ...
 
     async def presign_get(self, key: str, *, ttl_seconds: int, role: Role = "json") -> str:

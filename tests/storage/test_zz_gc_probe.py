@@ -1,5 +1,0 @@
-import gc
-
-
-def test_gc():
-    gc.collect()
