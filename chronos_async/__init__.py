@@ -31,6 +31,7 @@ from chronos_async._errors import (
     VersionConflictError,
 )
 from chronos_async._models import Item, Operation, Page, VersionInfo, WriteResult
+from chronos_async._restore import RestoreReport
 
 __version__ = "0.1.0"
 
@@ -55,6 +56,7 @@ __all__ = [
     "NotFoundError",
     "Operation",
     "Page",
+    "RestoreReport",
     "SpacesConnection",
     "StorageError",
     "ValidationError",

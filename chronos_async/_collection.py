@@ -6,8 +6,11 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from chronos_async._enrich import enrich
+from chronos_async._history import History
 from chronos_async._models import Item, Page, VersionInfo, WriteResult
 from chronos_async._read import Reader
+from chronos_async._restore import Progress, RestoreReport, restore_collection, restore_object
 from chronos_async._scope import Scope
 from chronos_async._write import Writer
 
@@ -32,6 +35,7 @@ class Collection:
         self._scope = scope
         self._writer = Writer(scope)
         self._reader = Reader(scope)
+        self._history = History(scope, self._reader)
 
     @property
     def name(self) -> str:
@@ -213,10 +217,126 @@ class Collection:
             ttl_seconds=ttl_seconds,
         )
 
-    def history(self, id: str) -> AsyncIterator[VersionInfo]:
+    def history(self, id: str, *, include_diff: bool = False) -> AsyncIterator[VersionInfo]:
         """Every version of the record, newest first (metadata only)::
 
-        async for v in users.history(record_id):
-            print(v.ov, v.op, v.at, v.actor, v.reason)
+            async for v in users.history(record_id):
+                print(v.ov, v.op, v.at, v.actor, v.reason)
+
+        With ``include_diff=True`` each :class:`VersionInfo` carries ``diff``: the RFC 6902
+        operations from the previous version's data to its own (this reads payloads).
         """
-        return self._reader.history(id)
+        return self._history.versions(id, include_diff=include_diff)
+
+    async def diff(self, id: str, from_ov: int, to_ov: int) -> list[dict[str, Any]]:
+        """RFC 6902 JSON Patch operations turning version ``from_ov``'s data into ``to_ov``'s.
+
+        Example::
+
+            await users.diff(r.id, 0, 2)
+            # [{"op": "replace", "path": "/status", "value": "active"}, ...]
+        """
+        return await self._history.diff(id, from_ov, to_ov)
+
+    async def lineage(self, id: str) -> list[Item]:
+        """The record's ancestors, nearest first (parent, grandparent, ... origin).
+
+        Follows ``parent_id`` within this collection; stops at a record without a parent,
+        at a parent outside the collection, or at a cycle.
+        """
+        return await self._history.lineage(id)
+
+    # -- history-changing writes -------------------------------------------------------
+
+    async def enrich(
+        self,
+        id: str,
+        patch: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        *,
+        function_id: str | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        expected_ov: int | None = None,
+    ) -> WriteResult:
+        """Merge ``patch`` (or a list of patches, in order) into the data as one version.
+
+        Objects deep-merge, arrays are unioned (order kept, deep-equal duplicates
+        dropped), scalars and ``None`` in the patch replace. ``function_id`` is recorded
+        on the version and added to the record's ``function_ids``. With
+        ``expected_ov=None`` a conflicting concurrent write is retried internally (a merge
+        applies to whatever is current); with an ``expected_ov`` a stale one raises
+        :class:`VersionConflictError`. A result equal to the current data stores nothing
+        (``changed=False``). Enriching a deleted record raises :class:`ItemDeletedError`.
+
+        Example::
+
+            await users.enrich(r.id, {"tags": ["vip"], "score": {"risk": 0.2}},
+                               function_id="scorer@v1", reason="nightly scoring")
+        """
+        return await enrich(
+            self._writer,
+            id,
+            patch,
+            function_id=function_id,
+            actor=actor,
+            reason=reason,
+            expected_ov=expected_ov,
+        )
+
+    async def restore_object(
+        self,
+        id: str,
+        *,
+        ov: int | None = None,
+        at: datetime | str | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        expected_ov: int | None = None,
+    ) -> WriteResult:
+        """Add a version whose data is version ``ov``'s (or the record's state at ``at``).
+
+        Append-only: history keeps everything; the new version records
+        ``restored_from``. Restoring a deleted record to a version before its deletion
+        brings it back; restoring to a deletion deletes it. Exactly one of ``ov``/``at``.
+
+        Example::
+
+            await users.restore_object(r.id, at="2026-03-01T00:00:00Z", reason="undo import")
+        """
+        return await restore_object(
+            self._writer, id, ov=ov, at=at, actor=actor, reason=reason, expected_ov=expected_ov
+        )
+
+    async def restore_collection(
+        self,
+        *,
+        cv: int | None = None,
+        at: datetime | str | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        concurrency: int | None = None,
+        progress: Progress | None = None,
+    ) -> RestoreReport:
+        """Return every record (of this tenant) to its state at collection version ``cv``
+        or time ``at``, append-only.
+
+        Records changed since are restored, records created since are logically deleted,
+        records deleted since come back. Only records changed since the target are
+        touched (found through the version index). Safe to run again after an
+        interruption: records already in their target state are left alone.
+        ``progress(done, total)`` (sync or async) is called after each record.
+
+        Example::
+
+            report = await users.restore_collection(at="2026-03-01T00:00:00Z")
+            print(len(report.restored), len(report.deleted), report.failed)
+        """
+        return await restore_collection(
+            self._writer,
+            cv=cv,
+            at=at,
+            actor=actor,
+            reason=reason,
+            concurrency=concurrency,
+            progress=progress,
+        )

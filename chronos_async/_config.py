@@ -36,6 +36,7 @@ from chronos_async._sections import (
     LoggingConfig,
     MongoClientOptions,
     MongoStorageConfig,
+    RestoreConfig,
     RetentionConfig,
     RollupConfig,
     RoutingConfig,
@@ -121,6 +122,7 @@ class ChronosConfig(Section):
     leases: LeaseConfig = Field(default_factory=LeaseConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     mongo_client: MongoClientOptions = Field(default_factory=MongoClientOptions)
+    restore: RestoreConfig = Field(default_factory=RestoreConfig)
 
     @model_validator(mode="after")
     def _cross_field(self) -> ChronosConfig:

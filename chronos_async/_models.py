@@ -68,7 +68,11 @@ class Item:
 
 @dataclass(frozen=True, slots=True)
 class VersionInfo:
-    """What ``history`` yields for each version (no payload: read it with ``get_version``)."""
+    """What ``history`` yields for each version (no payload: read it with ``get_version``).
+
+    ``restored_from`` is the ``ov`` a restore version copied; ``function_id`` the
+    enrichment function that produced an enrich version.
+    """
 
     id: str
     ov: int
@@ -82,6 +86,9 @@ class VersionInfo:
     sha256: str
     function_id: str | None = None
     restored_from: int | None = None
+    #: With ``history(id, include_diff=True)``: RFC 6902 operations from the previous
+    #: version's data (from ``{}`` for ``ov=0``) to this one's.
+    diff: tuple[dict[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

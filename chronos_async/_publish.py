@@ -40,7 +40,17 @@ from chronos_async._keys import head_id, new_write_token, payload_key, version_i
 from chronos_async._scope import Scope, now_us
 from chronos_async.meta import DuplicateKeyError, Session
 
-__all__ = ["Attempt", "Doc", "head_from_version", "publish", "take_lease", "withdraw"]
+__all__ = [
+    "Attempt",
+    "Doc",
+    "guarded",
+    "head_from_version",
+    "publish",
+    "release",
+    "roll_forward",
+    "take_lease",
+    "withdraw",
+]
 
 Doc = dict[str, Any]
 T = TypeVar("T")
@@ -332,15 +342,22 @@ async def withdraw(attempt: Attempt, error: BaseException) -> BaseException:
     return error
 
 
+async def release(attempt: Attempt) -> None:
+    """Free the attempt's lease if it still holds it (best effort: it expires anyway)."""
+    if not attempt.leased or attempt.published:
+        return
+    attempt.leased = False
+    try:
+        await attempt.scope.repo.release_lease(
+            head_id(attempt.scope.tenant, attempt.item_id), attempt.token
+        )
+    except StorageError:
+        log.info("lease on %s left to expire", attempt.scope.where(attempt.item_id))
+
+
 async def _clean_up(attempt: Attempt, error: BaseException) -> BaseException:
     replacement = await withdraw(attempt, error)
-    if attempt.leased and not attempt.published:
-        try:
-            await attempt.scope.repo.release_lease(
-                head_id(attempt.scope.tenant, attempt.item_id), attempt.token
-            )
-        except StorageError:
-            log.info("lease on %s left to expire", attempt.scope.where(attempt.item_id))
+    await release(attempt)
     return replacement
 
 

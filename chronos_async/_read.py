@@ -8,12 +8,11 @@ verified against its sha256 before it is returned.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from chronos_async._codec import decode_payload
-from chronos_async._errors import IntegrityError, ValidationError
+from chronos_async._errors import ValidationError
 from chronos_async._filters import (
     after_filter,
     compile_filter,
@@ -24,11 +23,14 @@ from chronos_async._filters import (
 )
 from chronos_async._keys import head_id, validate_id, version_id
 from chronos_async._meta import project
-from chronos_async._models import Item, Page, VersionInfo, from_us, to_us
+from chronos_async._models import Item, Page, from_us, to_us
+from chronos_async._payloads import load_data
 from chronos_async._scope import Scope
-from chronos_async.storage import BlobMissingError
 
 __all__ = ["Reader", "parse_at"]
+
+#: Head fields a list never needs (the lease).
+_LIGHT_WITH_INLINE = {"lease_token": 0, "lease_owner": 0}
 
 Doc = dict[str, Any]
 
@@ -51,21 +53,6 @@ class Reader:
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
 
-    # -- payloads ----------------------------------------------------------------------
-
-    async def _data(self, doc: Doc) -> dict[str, Any]:
-        """The verified data of a head or version document."""
-        where = f"{self.scope.where(doc['id'])} ov={doc['ov']}"
-        body = doc.get("inline")
-        if body is None:
-            try:
-                body = await self.scope.store.get(doc["key"])
-            except BlobMissingError:
-                raise IntegrityError(f"payload of {where} is missing from the store") from None
-        if isinstance(body, str):
-            body = body.encode()
-        return decode_payload(bytes(body), expected_sha256=doc["sha256"], where=where)
-
     async def _item(
         self,
         doc: Doc,
@@ -74,7 +61,7 @@ class Reader:
         presign: bool,
         ttl_seconds: int,
     ) -> Item:
-        data = project(await self._data(doc), projection)
+        data = project(await load_data(self.scope, doc), projection)
         urls: dict[str, str] = {}
         if presign:
             urls["payload"] = await self.scope.store.presign_get(
@@ -240,31 +227,3 @@ class Reader:
         )
         cursor = encode_cursor(order, sort_values(docs[-1], order)) if more and docs else None
         return Page(items=tuple(items), next_cursor=cursor)
-
-    async def history(self, item_id: str, *, batch_size: int = 100) -> AsyncIterator[VersionInfo]:
-        """Every published version, newest first."""
-        item_id = validate_id(item_id)
-        await self.scope.ready()
-        head_ov = await self._head_ov(item_id)
-        if head_ov is None:
-            return
-        async for doc in self.scope.repo.iter_versions(
-            self.scope.t, item_id, max_ov=head_ov, batch_size=batch_size
-        ):
-            yield VersionInfo(
-                id=doc["id"],
-                ov=int(doc["ov"]),
-                cv=int(doc["cv"]),
-                at=from_us(int(doc["at"])),
-                op=doc["op"],
-                actor=doc.get("actor"),
-                reason=doc.get("reason"),
-                deleted=bool(doc.get("deleted")),
-                size=int(doc["size"]),
-                sha256=doc["sha256"],
-                function_id=doc.get("function_id"),
-                restored_from=doc.get("restored_from"),
-            )
-
-
-_LIGHT_WITH_INLINE = {"lease_token": 0, "lease_owner": 0}

@@ -22,6 +22,7 @@ __all__ = [
     "LoggingConfig",
     "MongoClientOptions",
     "MongoStorageConfig",
+    "RestoreConfig",
     "RetentionConfig",
     "RollupConfig",
     "RoutingConfig",
@@ -199,6 +200,9 @@ class CollectionMap(Section):
     base64_props: dict[str, Base64Prop] = Field(default_factory=dict)
     validation: _Validation = Field(default_factory=_Validation)
     version_retention: _VersionRetention | None = None
+    #: An update, enrich or restore whose result equals the current version stores
+    #: nothing and returns the current version with ``changed=False``.
+    no_op_detection: bool = True
 
     @field_validator("indexed_props")
     @classmethod
@@ -298,8 +302,16 @@ class LimitsConfig(Section):
     #: reads of small records need no object-store GET (0 disables).
     inline_payload_bytes: int = Field(default=16 * 1024, ge=0, le=1024 * 1024)
     max_list_limit: int = Field(default=1000, gt=0)
+    #: Internal retries of enrich (``expected_ov=None``) after a version conflict.
+    enrich_retries: int = Field(default=10, ge=0)
     default_list_limit: int = Field(default=50, gt=0)
     max_presign_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+
+
+class RestoreConfig(Section):
+    """How ``restore_collection`` works through the records it has to change."""
+
+    concurrency: int = Field(default=8, gt=0, le=256)
 
 
 class MongoClientOptions(Section):

@@ -1,7 +1,9 @@
-"""The write operations: create, update, delete (logical and hard).
+"""The write operations: create, update, delete (logical and hard), and the shared step.
 
 Each operation validates and encodes outside any lock, takes the record's lease, checks
 the head, then hands a version document to :func:`~chronos_async._publish.publish`.
+Enrich (:mod:`._enrich`) and restore (:mod:`._restore`) go through :meth:`Writer.change`
+as well, so every write path takes the same lease and follows the same protocol.
 """
 
 from __future__ import annotations
@@ -10,18 +12,26 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chronos_async._codec import EncodedPayload, encode_payload
-from chronos_async._errors import (
-    ItemDeletedError,
-    ValidationError,
-    VersionConflictError,
-)
+from chronos_async._errors import ItemDeletedError, ValidationError, VersionConflictError
 from chronos_async._keys import head_id, item_prefix, new_item_id, new_write_token, validate_id
 from chronos_async._meta import extract_indexed
 from chronos_async._models import WriteResult, from_us
-from chronos_async._publish import Attempt, Doc, guarded, publish, take_lease
+from chronos_async._publish import Attempt, Doc, guarded, publish, release, take_lease
 from chronos_async._scope import Scope, now_us
 
-__all__ = ["Writer", "check_text", "result_of"]
+__all__ = [
+    "Built",
+    "Writer",
+    "carry",
+    "check_ov",
+    "check_text",
+    "check_writable",
+    "result_of",
+]
+
+#: What a change's ``build`` step returns: the new version and its payload (``None``
+#: reuses the payload the version document names).
+Built = tuple[dict[str, Any], EncodedPayload | None]
 
 _MAX_TEXT = 2048
 #: Head fields a new version inherits unless the operation sets them.
@@ -37,12 +47,26 @@ def check_text(value: object, what: str) -> str | None:
     return value
 
 
-def _check_ov(value: object, what: str) -> int | None:
+def check_ov(value: object, what: str) -> int | None:
+    """Validate an optional version number (a non-negative int, not a bool)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValidationError(f"{what} must be a non-negative integer")
     return value
+
+
+def check_writable(head: Doc, expected: int | None) -> None:
+    """Refuse a change of a deleted record, or of one that moved past ``expected``."""
+    if head.get("deleted"):
+        raise ItemDeletedError(head["id"], int(head["ov"]))
+    if expected is not None and expected != int(head["ov"]):
+        raise VersionConflictError(expected, int(head["ov"]), id=head["id"])
+
+
+def carry(head: Doc) -> Doc:
+    """The facts a new version inherits from the head (lineage, function ids, meta)."""
+    return {k: head.get(k) for k in _CARRIED}
 
 
 def result_of(head: Doc, *, changed: bool = True) -> WriteResult:
@@ -62,9 +86,18 @@ class Writer:
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
 
-    def _encode(self, data: Any) -> EncodedPayload:
+    def encode(self, data: Any) -> EncodedPayload:
+        """Canonical bytes of ``data`` within the configured limits (or ValidationError)."""
         limits = self.scope.config.limits
         return encode_payload(data, max_bytes=limits.max_payload_bytes, max_depth=limits.max_depth)
+
+    def unchanged(self, head: Doc, sha256: str, *, deleted: bool, always: bool = False) -> bool:
+        """True when a new version would equal the head and no-op detection applies."""
+        return (
+            (always or self.scope.cmap.no_op_detection)
+            and head["sha256"] == sha256
+            and bool(head.get("deleted")) == deleted
+        )
 
     async def create(
         self,
@@ -82,7 +115,7 @@ class Writer:
         parent_id = validate_id(parent_id) if parent_id is not None else None
         origin_id = validate_id(origin_id) if origin_id is not None else None
         actor, reason = check_text(actor, "actor"), check_text(reason, "reason")
-        payload = self._encode(data)
+        payload = self.encode(data)
         meta = extract_indexed(data, scope.cmap)
         await scope.ready()
         if parent_id is not None and origin_id is None:
@@ -126,23 +159,18 @@ class Writer:
     ) -> WriteResult:
         """Replace the record's data with ``data`` as a new version."""
         item_id = validate_id(item_id)
-        expected = _check_ov(expected_ov, "expected_ov")
+        expected = check_ov(expected_ov, "expected_ov")
         actor, reason = check_text(actor, "actor"), check_text(reason, "reason")
-        payload = self._encode(data)
+        payload = self.encode(data)
         meta = extract_indexed(data, self.scope.cmap)
 
-        def build(head: Doc) -> tuple[Doc, EncodedPayload | None]:
-            _check_writable(head, expected)
-            version = _carry(head)
-            version.update(
-                op="update",
-                actor=actor,
-                reason=reason,
-                deleted=False,
-                meta=meta,
-                function_id=None,
-                restored_from=None,
-            )
+        async def build(head: Doc) -> Built | None:
+            check_writable(head, expected)
+            if self.unchanged(head, payload.sha256, deleted=False):
+                return None
+            version = carry(head)
+            version.update(op="update", actor=actor, reason=reason, deleted=False, meta=meta)
+            version.update(function_id=None, restored_from=None)
             return version, payload
 
         return await self.change(item_id, build, with_inline=False)
@@ -152,23 +180,14 @@ class Writer:
     ) -> WriteResult:
         """Logically delete the record: a new version marked deleted, same payload."""
         item_id = validate_id(item_id)
-        expected = _check_ov(expected_ov, "expected_ov")
+        expected = check_ov(expected_ov, "expected_ov")
         actor, reason = check_text(actor, "actor"), check_text(reason, "reason")
 
-        def build(head: Doc) -> tuple[Doc, EncodedPayload | None]:
-            _check_writable(head, expected)
-            version = _carry(head)
-            version.update(
-                op="delete",
-                actor=actor,
-                reason=reason,
-                deleted=True,
-                function_id=None,
-                key=head["key"],
-                size=head["size"],
-                sha256=head["sha256"],
-                inline=head.get("inline"),
-            )
+        async def build(head: Doc) -> Built | None:
+            check_writable(head, expected)
+            version = carry(head)
+            version.update(op="delete", actor=actor, reason=reason, deleted=True, function_id=None)
+            version.update(reuse_payload(head))
             return version, None
 
         return await self.change(item_id, build, with_inline=True)
@@ -176,15 +195,15 @@ class Writer:
     async def change(
         self,
         item_id: str,
-        build: Callable[[Doc], tuple[Doc, EncodedPayload | None]]
-        | Callable[[Doc], Awaitable[tuple[Doc, EncodedPayload | None]]],
+        build: Callable[[Doc], Awaitable[Built | None]],
         *,
         with_inline: bool,
     ) -> WriteResult:
         """Lease the record, let ``build(head)`` make the new version, publish it.
 
-        ``build`` raises to refuse the change (deleted record, wrong ``expected_ov``); the
-        lease is released either way.
+        ``build`` raises to refuse the change (deleted record, wrong ``expected_ov``) and
+        returns ``None`` when there is nothing to store (the result would equal the
+        head); the lease is released either way.
         """
         scope = self.scope
         await scope.ready()
@@ -194,12 +213,17 @@ class Writer:
                 scope, item_id, token, leased=True, lease_exp_us=int(head["lease_exp"])
             )
 
-            async def body() -> Doc:
-                built = build(head)
-                version, payload = built if isinstance(built, tuple) else await built
+            async def body() -> Doc | None:
+                built = await build(head)
+                if built is None:
+                    return None
+                version, payload = built
                 return await publish(attempt, prev_head=head, version=version, payload=payload)
 
             new_head = await guarded(attempt, body)
+            if new_head is None:
+                await release(attempt)
+                return result_of(head, changed=False)
         return result_of(new_head)
 
     async def hard_delete(self, item_id: str, *, expected_ov: int | None) -> WriteResult:
@@ -213,7 +237,7 @@ class Writer:
         if not scope.config.hard_delete_enabled:
             raise ValidationError("hard delete is disabled (set hard_delete_enabled in the config)")
         item_id = validate_id(item_id)
-        expected = _check_ov(expected_ov, "expected_ov")
+        expected = check_ov(expected_ov, "expected_ov")
         await scope.ready()
         async with scope.gates.hold(head_id(scope.tenant, item_id)):
             head, token = await take_lease(scope, item_id, with_inline=False)
@@ -237,12 +261,6 @@ class Writer:
             return await guarded(attempt, body)
 
 
-def _check_writable(head: Doc, expected: int | None) -> None:
-    if head.get("deleted"):
-        raise ItemDeletedError(head["id"], int(head["ov"]))
-    if expected is not None and expected != int(head["ov"]):
-        raise VersionConflictError(expected, int(head["ov"]), id=head["id"])
-
-
-def _carry(head: Doc) -> Doc:
-    return {k: head.get(k) for k in _CARRIED}
+def reuse_payload(doc: Doc) -> Doc:
+    """The payload fields of ``doc``, for a version that points at the same bytes."""
+    return {k: doc.get(k) for k in ("key", "size", "sha256", "inline")}

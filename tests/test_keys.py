@@ -27,7 +27,9 @@ from chronos_async._keys import (
     version_id,
 )
 
-ids = st.from_regex(r"[A-Za-z0-9_.:\-]{1,128}", fullmatch=True).filter(lambda s: ".." not in s)
+ids = st.from_regex(r"[A-Za-z0-9_:\-][A-Za-z0-9_.:\-]{0,127}", fullmatch=True).filter(
+    lambda s: ".." not in s
+)
 tenants = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}", fullmatch=True).filter(
     lambda s: ".." not in s
 )

@@ -27,6 +27,7 @@ EXPECTED = {
     "NotFoundError",
     "Operation",
     "Page",
+    "RestoreReport",
     "SpacesConnection",
     "StorageError",
     "ValidationError",

@@ -68,6 +68,7 @@ class RecordRepo:
                 [("t", ASCENDING), ("id", ASCENDING), ("at", ASCENDING)]
             )
             await self.versions.create_index([("t", ASCENDING), ("cv", ASCENDING)])
+            await self.versions.create_index([("t", ASCENDING), ("at", ASCENDING)])
             await self.heads.create_index([("t", ASCENDING), ("updated_us", DESCENDING)])
             await self.heads.create_index([("t", ASCENDING), ("created_us", DESCENDING)])
             for prop in indexed_props:
@@ -187,19 +188,60 @@ class RecordRepo:
             return await cursor.to_list(length=limit)
 
     def iter_versions(
-        self, tenant: str, item_id: str, *, max_ov: int, batch_size: int = 100
+        self,
+        tenant: str,
+        item_id: str,
+        *,
+        max_ov: int,
+        batch_size: int = 100,
+        with_inline: bool = False,
     ) -> AsyncIterator[Doc]:
-        """Versions ``max_ov, max_ov-1, ..., 0`` of a record, without inline payloads."""
+        """Versions ``max_ov, max_ov-1, ..., 0`` of a record (inline payloads on request)."""
         with mongo_errors("version read"):
             cursor = (
                 self.versions.find(
                     {"t": {"$eq": tenant}, "id": {"$eq": item_id}, "ov": {"$lte": max_ov}},
-                    projection={"inline": 0},
+                    projection=None if with_inline else {"inline": 0},
                 )
                 .sort([("ov", DESCENDING)])
                 .batch_size(batch_size)
             )
         return _guarded(cursor.__aiter__(), "version read")
+
+    async def items_changed_since(
+        self, tenant: str, *, cv: int | None, at_us: int | None
+    ) -> set[str]:
+        """Ids of the records with a version after ``cv`` (or committed after ``at_us``).
+
+        Served by the ``(t, cv)`` / ``(t, at)`` indexes: the work is proportional to the
+        number of versions since the target, not to the size of the collection.
+        """
+        bound = {"cv": {"$gt": cv}} if cv is not None else {"at": {"$gt": at_us}}
+        with mongo_errors("version index scan"):
+            cursor = self.versions.find(
+                {"t": {"$eq": tenant}, **bound}, projection={"id": 1, "_id": 0}
+            ).batch_size(1000)
+            return {doc["id"] async for doc in cursor}
+
+    async def version_at_target(
+        self, tenant: str, item_id: str, *, cv: int | None, at_us: int | None
+    ) -> Doc | None:
+        """The record's newest version at or before ``cv`` (or ``at_us``), or ``None``."""
+        query: Doc = {"t": {"$eq": tenant}, "id": {"$eq": item_id}}
+        if cv is not None:
+            query["cv"] = {"$lte": cv}
+            order = [("ov", DESCENDING)]
+        else:
+            query["at"] = {"$lte": at_us}
+            order = [("at", DESCENDING)]
+        with mongo_errors("version read"):
+            found = (
+                await self.versions.find(query, projection={"inline": 0})
+                .sort(order)
+                .limit(1)
+                .to_list(1)
+            )
+        return found[0] if found else None
 
     async def delete_version(self, vid: str, token: str) -> bool:
         """Withdraw a claim made by write attempt ``token`` (compensation)."""

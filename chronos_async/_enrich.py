@@ -1,0 +1,91 @@
+"""Enrich: merge one or more patches into a record's current data as one new version.
+
+The merge rules live in :mod:`._merge` (objects deep-merge, arrays are unioned, scalars
+and ``None`` in the patch replace). Enrich takes the same lease and follows the same
+pipeline as every other write. It is a merge, not a replacement, so with
+``expected_ov=None`` a version conflict (another writer got in between) is retried
+internally with backoff: the patch is merged into whatever is current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from chronos_async._errors import ValidationError, VersionConflictError
+from chronos_async._keys import validate_id
+from chronos_async._merge import merge_all
+from chronos_async._meta import extract_indexed
+from chronos_async._models import WriteResult
+from chronos_async._payloads import load_data
+from chronos_async._publish import Doc
+from chronos_async._write import Built, Writer, carry, check_ov, check_text, check_writable
+
+__all__ = ["enrich"]
+
+
+def _patches(patch: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    if isinstance(patch, Mapping):
+        return [patch]
+    if isinstance(patch, (list, tuple)) and all(isinstance(p, Mapping) for p in patch):
+        return list(patch)
+    raise ValidationError("enrich takes a patch (a dict) or a list of patches")
+
+
+async def enrich(
+    writer: Writer,
+    item_id: str,
+    patch: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    *,
+    function_id: str | None,
+    actor: str | None,
+    reason: str | None,
+    expected_ov: int | None,
+) -> WriteResult:
+    """Merge ``patch`` (or each of a list of patches, in order) into the current data."""
+    scope = writer.scope
+    item_id = validate_id(item_id)
+    patches = _patches(patch)
+    function_id = check_text(function_id, "function_id")
+    actor, reason = check_text(actor, "actor"), check_text(reason, "reason")
+    expected = check_ov(expected_ov, "expected_ov")
+    # Validate the patches up front (JSON types, limits), so a bad one fails before the
+    # record is leased or read.
+    for one in patches:
+        writer.encode(dict(one))
+
+    async def build(head: Doc) -> Built | None:
+        check_writable(head, expected)
+        merged = merge_all(await load_data(scope, head), patches)
+        payload = writer.encode(merged)
+        if writer.unchanged(head, payload.sha256, deleted=False):
+            return None
+        version = carry(head)
+        ids = list(head.get("function_ids") or [])
+        if function_id is not None and function_id not in ids:
+            ids.append(function_id)
+        version.update(
+            op="enrich",
+            actor=actor,
+            reason=reason,
+            deleted=False,
+            meta=extract_indexed(merged, scope.cmap),
+            function_id=function_id,
+            function_ids=ids,
+            restored_from=None,
+        )
+        return version, payload
+
+    retries = 0 if expected is not None else scope.config.limits.enrich_retries
+    delay = scope.config.leases.backoff_initial_ms / 1000
+    for attempt in range(retries + 1):
+        try:
+            return await writer.change(item_id, build, with_inline=True)
+        except VersionConflictError:
+            if attempt == retries:
+                raise
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, scope.config.leases.backoff_max_ms / 1000)
+    raise AssertionError("unreachable")  # pragma: no cover
