@@ -24,6 +24,7 @@ from chronos_async._errors import (
     ItemDeletedError,
     ItemExistsError,
     LocalServerError,
+    LockLostError,
     LockTimeoutError,
     NotFoundError,
     StorageError,
@@ -31,7 +32,9 @@ from chronos_async._errors import (
     VersionConflictError,
 )
 from chronos_async._models import Item, Operation, Page, VersionInfo, WriteResult
+from chronos_async._reconcile import ReconcileReport
 from chronos_async._restore import RestoreReport
+from chronos_async._verify import Problem, VerifyReport
 
 __version__ = "0.1.0"
 
@@ -52,14 +55,18 @@ __all__ = [
     "ItemDeletedError",
     "ItemExistsError",
     "LocalServerError",
+    "LockLostError",
     "LockTimeoutError",
     "NotFoundError",
     "Operation",
     "Page",
+    "Problem",
+    "ReconcileReport",
     "RestoreReport",
     "SpacesConnection",
     "StorageError",
     "ValidationError",
+    "VerifyReport",
     "VersionConflictError",
     "VersionInfo",
     "WriteResult",

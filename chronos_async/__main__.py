@@ -1,4 +1,8 @@
-"""Command line: ``python -m chronos_async demo | local-stack | version``."""
+"""Command line: ``python -m chronos_async demo | local-stack | verify | reconcile | version``.
+
+``verify`` exits 0 when the store is clean, 1 when it found violations, 2 on a usage or
+configuration error (or when a backend cannot be reached).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +21,50 @@ def _parser() -> argparse.ArgumentParser:
     stack = commands.add_parser("local-stack", help="run nx-27017 + SeaweedFS until Ctrl-C")
     stack.add_argument("--data-dir", default=None, help="persist data here (default: temporary)")
     stack.add_argument("--no-s3", action="store_true", help="keep payloads in a local folder")
+    verify = commands.add_parser("verify", help="check every invariant; exit 1 on violations")
+    reconcile = commands.add_parser(
+        "reconcile", help="roll stuck versions forward and remove old orphan payloads"
+    )
+    for sub in (verify, reconcile):
+        sub.add_argument("--config", required=True, help="a ChronosConfig JSON file")
+        sub.add_argument("--db", default=None, help="one database (default: all)")
+        sub.add_argument("--collection", default=None, help="one collection (default: all)")
+        sub.add_argument("--grace-seconds", type=float, default=3600.0, help="orphan age limit")
+    verify.add_argument("--quick", action="store_true", help="check presence, not hashes")
     commands.add_parser("version", help="print the library version")
     return parser
+
+
+async def _verify(args: argparse.Namespace) -> int:
+    from chronos_async import Chronos, ChronosConfig
+
+    async with Chronos(ChronosConfig.from_file(args.config)) as chronos:
+        report = await chronos.admin.verify(
+            args.db,
+            args.collection,
+            check_payloads=not args.quick,
+            grace_seconds=args.grace_seconds,
+        )
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(report.counts.items()))
+    print(f"checked: {counts}")
+    for problem in report.problems:
+        print(problem)
+    print("OK: no violations" if report.ok else f"FAILED: {len(report.problems)} violation(s)")
+    return 0 if report.ok else 1
+
+
+async def _reconcile(args: argparse.Namespace) -> int:
+    from chronos_async import Chronos, ChronosConfig
+
+    async with Chronos(ChronosConfig.from_file(args.config)) as chronos:
+        done = await chronos.admin.reconcile(
+            args.db, args.collection, grace_seconds=args.grace_seconds
+        )
+    print(
+        f"rolled forward: {done.rolled_forward}, adopted creations: {done.adopted_creates}, "
+        f"orphan payloads removed: {done.orphans_removed}"
+    )
+    return 0
 
 
 async def _local_stack(data_dir: str | None, s3: bool) -> None:
@@ -38,7 +84,13 @@ def main(argv: list[str] | None = None) -> int:
 
         print(__version__)
         return 0
+    from chronos_async import ChronosError
+
     try:
+        if args.command == "verify":
+            return asyncio.run(_verify(args))
+        if args.command == "reconcile":
+            return asyncio.run(_reconcile(args))
         if args.command == "demo":
             from chronos_async._demo import run_demo
 
@@ -47,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_local_stack(args.data_dir, not args.no_s3))
     except KeyboardInterrupt:
         return 130
+    except ChronosError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

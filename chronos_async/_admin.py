@@ -1,4 +1,5 @@
-"""Operator tools: health checks (verify, repair and reconcile come with reliability)."""
+"""Operator tools: health, verify (read-only check of every invariant), repair and
+reconcile (roll stuck versions forward, remove old orphan payloads)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,20 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from chronos_async._errors import ChronosError
-from chronos_async.meta import mongo_errors
+from chronos_async._errors import ChronosError, ValidationError
+from chronos_async._keys import validate_collection, validate_db
+from chronos_async._reconcile import ReconcileReport, fix_collection
+from chronos_async._verify import CollectionScan, VerifyProgress, VerifyReport, scan_collection
+from chronos_async.meta import RecordRepo, mongo_errors
 
 if TYPE_CHECKING:
     from chronos_async._client import Backend, Chronos
 
 __all__ = ["Admin", "BackendHealth", "HealthReport"]
+
+_SYSTEM_DBS = frozenset({"admin", "local", "config"})
+#: Orphan payloads younger than this are assumed to belong to writes in flight.
+DEFAULT_GRACE_SECONDS = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +93,123 @@ class Admin:
             transactions=backend.transactions,
             errors=tuple(e for e in (m_err, s_err) if e),
         )
+
+    # -- verify / repair / reconcile ---------------------------------------------------
+
+    async def _targets(
+        self, db: str | None, collection: str | None
+    ) -> list[tuple[Backend, RecordRepo]]:
+        """Every (backend, collection) to check: all ``*_head`` collections, filtered."""
+        self._chronos._check_open()
+        if db is not None:
+            validate_db(db)
+        if collection is not None:
+            validate_collection(collection)
+        targets = []
+        for backend in self._chronos.backends:
+            with mongo_errors("database listing"):
+                names = [db] if db is not None else await backend.client.list_database_names()
+            for name in names:
+                if name in _SYSTEM_DBS:
+                    continue
+                with mongo_errors("collection listing"):
+                    collections = await backend.client[name].list_collection_names()
+                for coll in sorted(
+                    c.removesuffix("_head") for c in collections if c.endswith("_head")
+                ):
+                    if collection is None or coll == collection:
+                        targets.append((backend, RecordRepo(backend.client[name], coll)))
+        return targets
+
+    async def _scan(
+        self,
+        db: str | None,
+        collection: str | None,
+        *,
+        check_payloads: bool,
+        grace_seconds: float,
+        progress: VerifyProgress | None,
+    ) -> list[tuple[Backend, RecordRepo, CollectionScan]]:
+        if (
+            isinstance(grace_seconds, bool)
+            or not isinstance(grace_seconds, (int, float))
+            or grace_seconds < 0
+        ):
+            raise ValidationError("grace_seconds must be a non-negative number")
+        lease_ms = self._chronos.config.leases.lease_ms
+        scans = []
+        for backend, repo in await self._targets(db, collection):
+            scan = await scan_collection(
+                repo,
+                backend.store,
+                lease_ms=lease_ms,
+                grace_seconds=grace_seconds,
+                check_payloads=check_payloads,
+                progress=progress,
+            )
+            scans.append((backend, repo, scan))
+        return scans
+
+    async def verify(
+        self,
+        db: str | None = None,
+        collection: str | None = None,
+        *,
+        check_payloads: bool = True,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        progress: VerifyProgress | None = None,
+    ) -> VerifyReport:
+        """Check every invariant over ``db`` (all databases when ``None``), reading only.
+
+        With ``check_payloads`` (default) every payload is fetched and hashed; without it
+        only its presence is checked. ``progress(collection, records_checked)`` is
+        called as the scan advances. Safe while the application writes.
+
+        Example::
+
+            report = await chronos.admin.verify(db="myapp")
+            for problem in report.problems:
+                print(problem)
+        """
+        scans = await self._scan(
+            db,
+            collection,
+            check_payloads=check_payloads,
+            grace_seconds=grace_seconds,
+            progress=progress,
+        )
+        problems = tuple(p for _, _, scan in scans for p in scan.problems)
+        counts: dict[str, int] = {"collections": len(scans)}
+        for _, _, scan in scans:
+            for key, value in scan.counts.items():
+                counts[key] = counts.get(key, 0) + value
+        return VerifyReport(problems=problems, counts=counts)
+
+    async def repair(self, db: str | None = None, collection: str | None = None) -> ReconcileReport:
+        """Publish versions whose writers died between claim and publication.
+
+        Only claims older than a lease whose record lease is free are touched; the head
+        moves by the same compare-and-swap a writer uses.
+        """
+        total = ReconcileReport()
+        for backend, repo, scan in await self._scan(
+            db, collection, check_payloads=False, grace_seconds=DEFAULT_GRACE_SECONDS, progress=None
+        ):
+            total += await fix_collection(repo, backend.store, scan, remove_orphans=False)
+        return total
+
+    async def reconcile(
+        self,
+        db: str | None = None,
+        collection: str | None = None,
+        *,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        progress: VerifyProgress | None = None,
+    ) -> ReconcileReport:
+        """:meth:`repair`, then remove orphan payloads older than ``grace_seconds``."""
+        total = ReconcileReport()
+        for backend, repo, scan in await self._scan(
+            db, collection, check_payloads=False, grace_seconds=grace_seconds, progress=progress
+        ):
+            total += await fix_collection(repo, backend.store, scan, remove_orphans=True)
+        return total

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from chronos_async._admin import Admin
+from chronos_async._checkpoints import Checkpoints
 from chronos_async._collection import Collection
 from chronos_async._config import ChronosConfig
 from chronos_async._errors import ClosedError, ConfigError
@@ -81,6 +82,8 @@ class Chronos:
         self._gates = ItemGates()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.admin = Admin(self)
+        #: Hooks at the named points of every write (see :mod:`chronos_async._checkpoints`).
+        self.checkpoints = Checkpoints()
 
     def __repr__(self) -> str:
         return f"<Chronos {self._state}, {len(self.config.mongo_uris)} backend(s)>"
@@ -212,6 +215,7 @@ class Chronos:
             owner=self.owner,
             gates=self._gates,
             ready=ready,
+            checkpoints=self.checkpoints,
         )
         return Collection(scope)
 

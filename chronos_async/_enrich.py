@@ -82,7 +82,7 @@ async def enrich(
     delay = scope.config.leases.backoff_initial_ms / 1000
     for attempt in range(retries + 1):
         try:
-            return await writer.change(item_id, build, with_inline=True)
+            return await writer.change(item_id, build, op="enrich", with_inline=True)
         except VersionConflictError:
             if attempt == retries:
                 raise

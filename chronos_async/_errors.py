@@ -11,6 +11,8 @@ builtin fits, the error also derives from it, so callers can catch either::
     │   └── ItemExistsError                create with an id that is already taken
     ├── ItemDeletedError                   update/enrich of a logically deleted record
     ├── LockTimeoutError(TimeoutError)     the item's lease was not granted in time
+    ├── LockLostError                      the lease expired under a slow writer and was
+    │                                      taken over; the write stopped before its claim
     ├── StorageError(OSError)              a backend failed; ``retryable`` says if a retry
     │                                      can help, ``outcome_unknown`` if the write may
     │                                      have been committed anyway
@@ -36,6 +38,7 @@ __all__ = [
     "ItemDeletedError",
     "ItemExistsError",
     "LocalServerError",
+    "LockLostError",
     "LockTimeoutError",
     "NotFoundError",
     "StorageError",
@@ -106,6 +109,18 @@ class LockTimeoutError(ChronosError, TimeoutError):
         super().__init__(f"lease on {id!r} not granted within {waited_ms:.0f} ms")
         self.id = id
         self.waited_ms = waited_ms
+
+
+class LockLostError(ChronosError):
+    """The writer's lease expired and another writer took it over.
+
+    Raised before the version is claimed, so nothing of the write is visible; retrying
+    (after re-reading the record) is safe.
+    """
+
+    def __init__(self, id: str) -> None:
+        super().__init__(f"lease on {id!r} was lost before the write was claimed; nothing written")
+        self.id = id
 
 
 class StorageError(ChronosError, OSError):

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -31,12 +29,11 @@ from chronos_async._codec import EncodedPayload
 from chronos_async._errors import (
     ChronosError,
     ItemExistsError,
-    LockTimeoutError,
-    NotFoundError,
+    LockLostError,
     StorageError,
     VersionConflictError,
 )
-from chronos_async._keys import head_id, new_write_token, payload_key, version_id
+from chronos_async._keys import head_id, payload_key, version_id
 from chronos_async._scope import Scope, now_us
 from chronos_async.meta import DuplicateKeyError, Session
 
@@ -48,7 +45,6 @@ __all__ = [
     "publish",
     "release",
     "roll_forward",
-    "take_lease",
     "withdraw",
 ]
 
@@ -58,7 +54,7 @@ log = logging.getLogger("chronos_async.write")
 
 #: A lease this close to expiry is no longer trusted for compensation.
 _LEASE_MARGIN_US = 1_000_000
-_VERSION_ONLY = ("_id", "token", "function_id")
+_VERSION_ONLY = ("_id", "token", "function_id", "fence")
 
 
 def head_from_version(version: Doc, hid: str) -> Doc:
@@ -67,42 +63,6 @@ def head_from_version(version: Doc, hid: str) -> Doc:
     head["_id"] = hid
     head["updated_us"] = version["at"]
     return head
-
-
-async def take_lease(scope: Scope, item_id: str, *, with_inline: bool) -> tuple[Doc, str]:
-    """Take the record's lease, waiting (with jittered backoff) up to the configured bound.
-
-    Returns the head (as of the moment the lease was granted) and the lease token.
-    Raises :class:`NotFoundError` when there is no record, :class:`LockTimeoutError` when
-    another writer kept the lease past the wait bound.
-    """
-    cfg = scope.config.leases
-    hid = head_id(scope.tenant, item_id)
-    token = new_write_token()
-    started = time.monotonic()
-    delay = cfg.backoff_initial_ms / 1000
-    while True:
-        head = await scope.repo.take_lease(
-            hid,
-            token=token,
-            owner=scope.owner,
-            now_us=now_us(),
-            lease_us=cfg.lease_ms * 1000,
-            with_inline=with_inline,
-        )
-        if head is not None:
-            return head, token
-        current = await scope.repo.find_head(hid, with_inline=False)
-        if current is None:
-            raise NotFoundError(f"no record {scope.where(item_id)}", id=item_id)
-        waited = time.monotonic() - started
-        if waited * 1000 >= cfg.wait_ms:
-            raise LockTimeoutError(item_id, waited * 1000)
-        until_expiry = max(0.0, (int(current.get("lease_exp", 0)) - now_us()) / 1e6)
-        remaining = cfg.wait_ms / 1000 - waited
-        pause = min(delay * (0.5 + random.random()), remaining, until_expiry + 0.001)
-        await asyncio.sleep(max(pause, 0.0005))
-        delay = min(delay * 2, cfg.backoff_max_ms / 1000)
 
 
 @dataclass(slots=True)
@@ -117,6 +77,10 @@ class Attempt:
     token: str
     leased: bool = False
     lease_exp_us: int | None = None
+    #: The lease's fencing number (incremented on every grant of the record's lease).
+    fence: int | None = None
+    #: Set by the lease keeper when a renewal found the lease taken over.
+    lease_lost: bool = False
     stored_key: str | None = None
     claimed_vid: str | None = None
     published: bool = False
@@ -172,6 +136,7 @@ async def publish(
         ov=ov,
         at=at,
         token=attempt.token,
+        fence=attempt.fence,
         created_us=at if prev_head is None else prev_head["created_us"],
     )
     version["deleted_us"] = at if version.get("deleted") else None
@@ -191,8 +156,14 @@ async def publish(
     else:
         version["cv"] = await repo.next_cv(scope.t)
 
+    op = str(version["op"])
+    await scope.reach("stored", attempt.item_id, ov, op)
+    if attempt.lease_lost:
+        raise LockLostError(attempt.item_id)
     hid = head_id(scope.tenant, attempt.item_id)
     head = head_from_version(version, hid)
+    if prev_head is not None:
+        head["lease_fence"] = prev_head.get("lease_fence", 0)
     if scope.transactions:
         try:
             await repo.in_transaction(
@@ -207,6 +178,7 @@ async def publish(
                 outcome_unknown=True,
             ) from exc
         attempt.published = True
+        await scope.reach("published", attempt.item_id, ov, op)
         return head
 
     try:
@@ -215,6 +187,7 @@ async def publish(
         await _claim_taken(attempt, prev_head)
         raise  # _claim_taken always raises; this keeps type checkers informed
     attempt.claimed_vid = version["_id"]
+    await scope.reach("claimed", attempt.item_id, ov, op)
     if prev_head is None:
         try:
             await repo.insert_head(head)
@@ -223,15 +196,18 @@ async def publish(
     elif not await repo.move_head(hid, int(prev_head["ov"]), head):
         await _head_moved(attempt, version)
     attempt.published = True
+    await scope.reach("published", attempt.item_id, ov, op)
     return head
 
 
 async def _publish_in(
     session: Session, attempt: Attempt, prev_head: Doc | None, version: Doc, head: Doc
 ) -> None:
-    repo = attempt.scope.repo
+    scope = attempt.scope
+    repo = scope.repo
     try:
         await repo.insert_version(version, session)
+        await scope.reach("claimed", attempt.item_id, int(version["ov"]), str(version["op"]))
         if prev_head is None:
             await repo.insert_head(head, session)
             return

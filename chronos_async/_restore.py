@@ -129,7 +129,7 @@ async def restore_object(
         version.update(reuse_payload(target))
         return version, None
 
-    return await writer.change(item_id, build, with_inline=False)
+    return await writer.change(item_id, build, op="restore", with_inline=False)
 
 
 async def _delete_if_live(
@@ -145,7 +145,7 @@ async def _delete_if_live(
         version.update(reuse_payload(head))
         return version, None
 
-    result = await writer.change(item_id, build, with_inline=True)
+    result = await writer.change(item_id, build, op="delete", with_inline=True)
     return result.changed
 
 

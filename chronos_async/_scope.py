@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from chronos_async._checkpoints import CheckpointInfo, Checkpoints, Point
 from chronos_async._config import ChronosConfig
 from chronos_async._keys import NO_TENANT
 from chronos_async._sections import CollectionMap
@@ -70,6 +71,13 @@ class Scope:
     gates: ItemGates
     #: Awaited before the first operation: creates the collection's indexes once.
     ready: Callable[[], Awaitable[None]]
+    checkpoints: Checkpoints
+
+    async def reach(self, point: Point, item_id: str, ov: int, op: str) -> None:
+        """Pass checkpoint ``point`` of a write (a no-op unless a hook is installed)."""
+        if self.checkpoints.active:
+            info = CheckpointInfo(self.db, self.collection, self.tenant, item_id, ov, op)
+            await self.checkpoints.reach(point, info)
 
     @property
     def t(self) -> str:

@@ -14,9 +14,10 @@ from typing import Any
 from chronos_async._codec import EncodedPayload, encode_payload
 from chronos_async._errors import ItemDeletedError, ValidationError, VersionConflictError
 from chronos_async._keys import head_id, item_prefix, new_item_id, new_write_token, validate_id
+from chronos_async._lease import LeaseKeeper, take_lease
 from chronos_async._meta import extract_indexed
 from chronos_async._models import WriteResult, from_us
-from chronos_async._publish import Attempt, Doc, guarded, publish, release, take_lease
+from chronos_async._publish import Attempt, Doc, guarded, publish, release
 from chronos_async._scope import Scope, now_us
 
 __all__ = [
@@ -173,7 +174,7 @@ class Writer:
             version.update(function_id=None, restored_from=None)
             return version, payload
 
-        return await self.change(item_id, build, with_inline=False)
+        return await self.change(item_id, build, op="update", with_inline=False)
 
     async def delete(
         self, item_id: str, *, expected_ov: int | None, actor: str | None, reason: str | None
@@ -190,37 +191,38 @@ class Writer:
             version.update(reuse_payload(head))
             return version, None
 
-        return await self.change(item_id, build, with_inline=True)
+        return await self.change(item_id, build, op="delete", with_inline=True)
 
     async def change(
         self,
         item_id: str,
         build: Callable[[Doc], Awaitable[Built | None]],
         *,
+        op: str,
         with_inline: bool,
     ) -> WriteResult:
         """Lease the record, let ``build(head)`` make the new version, publish it.
 
         ``build`` raises to refuse the change (deleted record, wrong ``expected_ov``) and
         returns ``None`` when there is nothing to store (the result would equal the
-        head); the lease is released either way.
+        head); the lease is released either way, and renewed while the write runs.
         """
         scope = self.scope
         await scope.ready()
         async with scope.gates.hold(head_id(scope.tenant, item_id)):
             head, token = await take_lease(scope, item_id, with_inline=with_inline)
-            attempt = Attempt(
-                scope, item_id, token, leased=True, lease_exp_us=int(head["lease_exp"])
-            )
+            attempt = _leased_attempt(scope, item_id, token, head)
 
             async def body() -> Doc | None:
+                await scope.reach("leased", item_id, int(head["ov"]) + 1, op)
                 built = await build(head)
                 if built is None:
                     return None
                 version, payload = built
                 return await publish(attempt, prev_head=head, version=version, payload=payload)
 
-            new_head = await guarded(attempt, body)
+            async with LeaseKeeper(attempt):
+                new_head = await guarded(attempt, body)
             if new_head is None:
                 await release(attempt)
                 return result_of(head, changed=False)
@@ -241,11 +243,10 @@ class Writer:
         await scope.ready()
         async with scope.gates.hold(head_id(scope.tenant, item_id)):
             head, token = await take_lease(scope, item_id, with_inline=False)
-            attempt = Attempt(
-                scope, item_id, token, leased=True, lease_exp_us=int(head["lease_exp"])
-            )
+            attempt = _leased_attempt(scope, item_id, token, head)
 
             async def body() -> WriteResult:
+                await scope.reach("leased", item_id, int(head["ov"]), "hard_delete")
                 if expected is not None and expected != int(head["ov"]):
                     raise VersionConflictError(expected, int(head["ov"]), id=item_id)
                 await scope.repo.delete_versions(scope.t, item_id)
@@ -258,7 +259,19 @@ class Writer:
                 cv = await scope.repo.next_cv(scope.t)
                 return WriteResult(id=item_id, ov=int(head["ov"]), cv=cv, at=from_us(now_us()))
 
-            return await guarded(attempt, body)
+            async with LeaseKeeper(attempt):
+                return await guarded(attempt, body)
+
+
+def _leased_attempt(scope: Scope, item_id: str, token: str, head: Doc) -> Attempt:
+    return Attempt(
+        scope,
+        item_id,
+        token,
+        leased=True,
+        lease_exp_us=int(head["lease_exp"]),
+        fence=int(head.get("lease_fence") or 0),
+    )
 
 
 def reuse_payload(doc: Doc) -> Doc:

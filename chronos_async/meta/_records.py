@@ -7,7 +7,7 @@ Documents (field names are short because every head and version carries them):
     t, id, ov, cv, at (commit time of version ov, epoch µs), op, created_us, updated_us,
     deleted, deleted_us, actor, reason, parent_id, origin_id, function_ids, meta,
     key, size, sha256, inline (payload bytes when small), restored_from,
-    lease_exp (epoch µs; 0 = free), lease_token, lease_owner
+    lease_exp (epoch µs; 0 = free), lease_token, lease_owner, lease_fence (grant count)
 
 ``<coll>_ver``  one per version, ``_id = "<tenant>/<id>/<ov>"``: the same facts as the
 head at that version plus ``function_id`` and ``token`` (the write attempt that claimed
@@ -106,11 +106,20 @@ class RecordRepo:
                         "lease_exp": now_us + lease_us,
                         "lease_token": token,
                         "lease_owner": owner,
-                    }
+                    },
+                    "$inc": {"lease_fence": 1},
                 },
                 projection=None if with_inline else dict(HEAD_LIGHT),
                 return_document=ReturnDocument.AFTER,
             )
+
+    async def renew_lease(self, hid: str, token: str, expires_us: int) -> bool:
+        """Extend the lease if this token still holds it; False when it was taken over."""
+        with mongo_errors("lease renewal"):
+            result = await self.heads.update_one(
+                {"_id": hid, "lease_token": {"$eq": token}}, {"$set": {"lease_exp": expires_us}}
+            )
+        return result.matched_count == 1
 
     async def release_lease(self, hid: str, token: str) -> None:
         """Free the lease if this token still holds it."""
