@@ -17,11 +17,20 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import orjson
 
 from chronos_async._errors import IntegrityError, ValidationError
 
-__all__ = ["EncodedPayload", "check_shape", "decode_payload", "encode_payload", "sha256_hex"]
+__all__ = [
+    "EncodedPayload",
+    "check_shape",
+    "decode_payload",
+    "decode_payload_async",
+    "encode_payload",
+    "encode_payload_async",
+    "sha256_hex",
+]
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 #: 19 digits in a row may be an integer beyond the signed 64-bit range.
@@ -82,20 +91,20 @@ def check_shape(data: Any, *, max_depth: int) -> None:
             stack.extend((v, depth + 1) for v in value)
 
 
-def encode_payload(data: Any, *, max_bytes: int, max_depth: int = 64) -> EncodedPayload:
-    """Encode a record's data (a JSON object) to canonical bytes.
-
-    Raises :class:`~chronos_async.ValidationError` when ``data`` is not a dict, holds a
-    non-JSON value, is too deep, or encodes to more than ``max_bytes``.
-    """
+def _dump(data: Any) -> bytes:
     if not isinstance(data, dict):
         raise ValidationError(
             f"a record's data must be a JSON object (dict), not {type(data).__name__}"
         )
     try:
-        body = orjson.dumps(data, default=_reject, option=_OPTIONS)
+        return orjson.dumps(data, default=_reject, option=_OPTIONS)
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise ValidationError(f"payload is not JSON-serializable: {exc}") from None
+
+
+def _finish(data: Any, body: bytes, *, max_bytes: int, max_depth: int) -> EncodedPayload:
+    if len(body) > max_bytes:
+        raise ValidationError(f"payload is {len(body)} bytes; the limit is {max_bytes}")
     # orjson caps recursion at 254 levels itself; a finer depth limit, the NaN check and
     # the signed 64-bit range only need a walk when the bytes could hide a problem.
     if (
@@ -104,9 +113,34 @@ def encode_payload(data: Any, *, max_bytes: int, max_depth: int = 64) -> Encoded
         or _LONG_NUMBER.search(body) is not None
     ):
         check_shape(data, max_depth=max_depth)
-    if len(body) > max_bytes:
-        raise ValidationError(f"payload is {len(body)} bytes; the limit is {max_bytes}")
     return EncodedPayload(body=body, sha256=sha256_hex(body))
+
+
+def encode_payload(data: Any, *, max_bytes: int, max_depth: int = 64) -> EncodedPayload:
+    """Encode a record's data (a JSON object) to canonical bytes.
+
+    Raises :class:`~chronos_async.ValidationError` when ``data`` is not a dict, holds a
+    non-JSON value, is too deep, or encodes to more than ``max_bytes``.
+    """
+    return _finish(data, _dump(data), max_bytes=max_bytes, max_depth=max_depth)
+
+
+async def encode_payload_async(
+    data: Any, *, max_bytes: int, max_depth: int, offload_bytes: int
+) -> EncodedPayload:
+    """:func:`encode_payload`, with the CPU-bound part of large payloads in a thread.
+
+    orjson's encoding runs on the event loop (it is C and fast); when the bytes exceed
+    ``offload_bytes``, the shape walk and the sha256 run in a worker thread so that other
+    requests keep being served meanwhile. The caller must not mutate ``data`` until this
+    returns.
+    """
+    body = _dump(data)
+    if len(body) < offload_bytes:
+        return _finish(data, body, max_bytes=max_bytes, max_depth=max_depth)
+    return await anyio.to_thread.run_sync(
+        lambda: _finish(data, body, max_bytes=max_bytes, max_depth=max_depth)
+    )
 
 
 def decode_payload(body: bytes, *, expected_sha256: str | None, where: str) -> dict[str, Any]:
@@ -124,3 +158,14 @@ def decode_payload(body: bytes, *, expected_sha256: str | None, where: str) -> d
     if not isinstance(data, dict):
         raise IntegrityError(f"payload of {where} is not a JSON object")
     return data
+
+
+async def decode_payload_async(
+    body: bytes, *, expected_sha256: str | None, where: str, offload_bytes: int
+) -> dict[str, Any]:
+    """:func:`decode_payload`; payloads of ``offload_bytes`` or more decode in a thread."""
+    if len(body) < offload_bytes:
+        return decode_payload(body, expected_sha256=expected_sha256, where=where)
+    return await anyio.to_thread.run_sync(
+        lambda: decode_payload(body, expected_sha256=expected_sha256, where=where)
+    )

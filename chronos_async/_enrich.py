@@ -54,12 +54,12 @@ async def enrich(
     # Validate the patches up front (JSON types, limits), so a bad one fails before the
     # record is leased or read.
     for one in patches:
-        writer.encode(dict(one))
+        await writer.encode(dict(one))
 
     async def build(head: Doc) -> Built | None:
         check_writable(head, expected)
         merged = merge_all(await load_data(scope, head), patches)
-        payload = writer.encode(merged)
+        payload = await writer.encode(merged)
         if writer.unchanged(head, payload.sha256, deleted=False):
             return None
         version = carry(head)

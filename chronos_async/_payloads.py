@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chronos_async._codec import decode_payload
+from chronos_async._codec import decode_payload_async
 from chronos_async._errors import IntegrityError
 from chronos_async._scope import Scope
 from chronos_async.storage import BlobMissingError
@@ -27,4 +27,9 @@ async def load_data(scope: Scope, doc: dict[str, Any]) -> dict[str, Any]:
             raise IntegrityError(f"payload of {where} is missing from the store") from None
     if isinstance(body, str):
         body = body.encode()
-    return decode_payload(bytes(body), expected_sha256=doc["sha256"], where=where)
+    return await decode_payload_async(
+        bytes(body),
+        expected_sha256=doc["sha256"],
+        where=where,
+        offload_bytes=scope.config.limits.offload_bytes,
+    )

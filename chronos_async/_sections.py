@@ -302,6 +302,9 @@ class LimitsConfig(Section):
     #: reads of small records need no object-store GET (0 disables).
     inline_payload_bytes: int = Field(default=16 * 1024, ge=0, le=1024 * 1024)
     max_list_limit: int = Field(default=1000, gt=0)
+    #: Payloads this large are hashed, checked and decoded in a worker thread, so the
+    #: event loop keeps serving other requests meanwhile.
+    offload_bytes: int = Field(default=256 * 1024, ge=0)
     #: Internal retries of enrich (``expected_ov=None``) after a version conflict.
     enrich_retries: int = Field(default=10, ge=0)
     default_list_limit: int = Field(default=50, gt=0)

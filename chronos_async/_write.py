@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from chronos_async._codec import EncodedPayload, encode_payload
+from chronos_async._codec import EncodedPayload, encode_payload_async
 from chronos_async._errors import ItemDeletedError, ValidationError, VersionConflictError
 from chronos_async._keys import head_id, item_prefix, new_item_id, new_write_token, validate_id
 from chronos_async._lease import LeaseKeeper, take_lease
@@ -87,10 +87,18 @@ class Writer:
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
 
-    def encode(self, data: Any) -> EncodedPayload:
-        """Canonical bytes of ``data`` within the configured limits (or ValidationError)."""
+    async def encode(self, data: Any) -> EncodedPayload:
+        """Canonical bytes of ``data`` within the configured limits (or ValidationError).
+
+        Large payloads are checked and hashed off the event loop.
+        """
         limits = self.scope.config.limits
-        return encode_payload(data, max_bytes=limits.max_payload_bytes, max_depth=limits.max_depth)
+        return await encode_payload_async(
+            data,
+            max_bytes=limits.max_payload_bytes,
+            max_depth=limits.max_depth,
+            offload_bytes=limits.offload_bytes,
+        )
 
     def unchanged(self, head: Doc, sha256: str, *, deleted: bool, always: bool = False) -> bool:
         """True when a new version would equal the head and no-op detection applies."""
@@ -116,7 +124,7 @@ class Writer:
         parent_id = validate_id(parent_id) if parent_id is not None else None
         origin_id = validate_id(origin_id) if origin_id is not None else None
         actor, reason = check_text(actor, "actor"), check_text(reason, "reason")
-        payload = self.encode(data)
+        payload = await self.encode(data)
         meta = extract_indexed(data, scope.cmap)
         await scope.ready()
         if parent_id is not None and origin_id is None:
@@ -162,7 +170,7 @@ class Writer:
         item_id = validate_id(item_id)
         expected = check_ov(expected_ov, "expected_ov")
         actor, reason = check_text(actor, "actor"), check_text(reason, "reason")
-        payload = self.encode(data)
+        payload = await self.encode(data)
         meta = extract_indexed(data, self.scope.cmap)
 
         async def build(head: Doc) -> Built | None:

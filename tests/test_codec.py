@@ -161,3 +161,32 @@ def test_random_bytes_decode_or_raise_integrity_error(body: bytes) -> None:
     except IntegrityError:
         return
     assert isinstance(data, dict)
+
+
+async def test_large_payloads_are_hashed_and_decoded_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from chronos_async import _codec
+
+    threads: list[str] = []
+    real_sha = _codec.sha256_hex
+
+    def spy(body: bytes) -> str:
+        threads.append(threading.current_thread().name)
+        return real_sha(body)
+
+    monkeypatch.setattr(_codec, "sha256_hex", spy)
+    small = {"a": "x" * 100}
+    large = {"a": "x" * 300_000}
+    limits = {"max_bytes": 10**7, "max_depth": 64, "offload_bytes": 256 * 1024}
+    await _codec.encode_payload_async(small, **limits)
+    encoded = await _codec.encode_payload_async(large, **limits)
+    decoded = await _codec.decode_payload_async(
+        encoded.body, expected_sha256=encoded.sha256, where="t", offload_bytes=256 * 1024
+    )
+    assert decoded == large
+    main = threading.main_thread().name
+    assert threads[0] == main
+    assert threads[1] != main and threads[2] != main
