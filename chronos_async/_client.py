@@ -193,6 +193,13 @@ class Chronos:
         async def ready() -> None:
             self._check_open()
             pending = self._ready.get(key)
+            if (
+                pending is not None
+                and pending.done()
+                and not pending.cancelled()
+                and pending.exception() is None
+            ):
+                return  # the common case: indexes exist, nothing to await
             if pending is None:
                 pending = asyncio.ensure_future(repo.ensure_indexes(cmap.indexed_props))
                 self._ready[key] = pending
