@@ -9,19 +9,25 @@ internally with backoff: the patch is merged into whatever is current.
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from chronos_async._errors import ValidationError, VersionConflictError
+from chronos_async._errors import ValidationError
 from chronos_async._keys import validate_id
 from chronos_async._merge import merge_all
 from chronos_async._meta import extract_indexed
 from chronos_async._models import WriteResult
 from chronos_async._payloads import load_data
 from chronos_async._publish import Doc
-from chronos_async._write import Built, Writer, carry, check_ov, check_text, check_writable
+from chronos_async._write import (
+    Built,
+    Writer,
+    carry,
+    check_ov,
+    check_text,
+    check_writable,
+    retry_conflicts,
+)
 
 __all__ = ["enrich"]
 
@@ -78,14 +84,8 @@ async def enrich(
         )
         return version, payload
 
-    retries = 0 if expected is not None else scope.config.limits.enrich_retries
-    delay = scope.config.leases.backoff_initial_ms / 1000
-    for attempt in range(retries + 1):
-        try:
-            return await writer.change(item_id, build, op="enrich", with_inline=True)
-        except VersionConflictError:
-            if attempt == retries:
-                raise
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, scope.config.leases.backoff_max_ms / 1000)
-    raise AssertionError("unreachable")  # pragma: no cover
+    if expected is not None:
+        return await writer.change(item_id, build, op="enrich", with_inline=True)
+    return await retry_conflicts(
+        scope, lambda: writer.change(item_id, build, op="enrich", with_inline=True)
+    )

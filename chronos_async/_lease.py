@@ -116,7 +116,7 @@ class LeaseKeeper:
         expires = now_us() + scope.config.leases.lease_ms * 1000
         try:
             kept = await scope.repo.renew_lease(
-                head_id(scope.tenant, attempt.item_id), attempt.token, expires
+                head_id(scope.tenant, attempt.item_id), attempt.lease_token or "", expires
             )
         except StorageError:
             log.info("lease renewal of %s failed; retrying", scope.where(attempt.item_id))

@@ -33,7 +33,7 @@ from chronos_async._errors import (
     StorageError,
     VersionConflictError,
 )
-from chronos_async._keys import head_id, payload_key, version_id
+from chronos_async._keys import head_id, new_write_token, payload_key, version_id
 from chronos_async._scope import Scope, now_us
 from chronos_async.meta import DuplicateKeyError, Session
 
@@ -54,7 +54,9 @@ log = logging.getLogger("chronos_async.write")
 
 #: A lease this close to expiry is no longer trusted for compensation.
 _LEASE_MARGIN_US = 1_000_000
-_VERSION_ONLY = ("_id", "token", "function_id", "fence")
+#: Version fields a head does not mirror. Heads keep ``token`` (the write attempt that
+#: published them): a writer whose reply was lost can tell whether its head move landed.
+_VERSION_ONLY = ("_id", "function_id", "fence")
 
 
 def head_from_version(version: Doc, hid: str) -> Doc:
@@ -81,6 +83,18 @@ class Attempt:
     fence: int | None = None
     #: Set by the lease keeper when a renewal found the lease taken over.
     lease_lost: bool = False
+    #: The attempt cannot tell whether it was published (MongoDB did not answer when
+    #: asked): nothing may be withdrawn, the next writer or repair will settle it.
+    uncertain: bool = False
+    #: The token the lease is currently held with (``token``, until a withdrawal fences).
+    lease_token: str | None = None
+    #: The head insert or move was sent (its reply may be lost: it may land later).
+    head_sent: bool = False
+
+    def __post_init__(self) -> None:
+        if self.leased and self.lease_token is None:
+            self.lease_token = self.token
+
     stored_key: str | None = None
     claimed_vid: str | None = None
     published: bool = False
@@ -181,20 +195,28 @@ async def publish(
         await scope.reach("published", attempt.item_id, ov, op)
         return head
 
+    # Registered before the insert: if its reply is lost, the claim may exist anyway.
+    attempt.claimed_vid = version["_id"]
     try:
         await repo.insert_version(version)
     except DuplicateKeyError:
+        attempt.claimed_vid = None  # the existing version is someone else's
         await _claim_taken(attempt, prev_head)
         raise  # _claim_taken always raises; this keeps type checkers informed
-    attempt.claimed_vid = version["_id"]
     await scope.reach("claimed", attempt.item_id, ov, op)
-    if prev_head is None:
-        try:
+    attempt.head_sent = True
+    try:
+        if prev_head is None:
             await repo.insert_head(head)
-        except DuplicateKeyError:
-            raise ItemExistsError(attempt.item_id, None) from None
-    elif not await repo.move_head(hid, int(prev_head["ov"]), head):
-        await _head_moved(attempt, version)
+        elif not await repo.move_head(
+            hid, int(prev_head["ov"]), head, lease_token=attempt.lease_token
+        ):
+            await _head_moved(attempt, version)
+    except DuplicateKeyError:
+        raise ItemExistsError(attempt.item_id, None) from None
+    except StorageError:
+        if not await _landed(attempt, hid):
+            raise
     attempt.published = True
     await scope.reach("published", attempt.item_id, ov, op)
     return head
@@ -216,7 +238,9 @@ async def _publish_in(
             raise ItemExistsError(attempt.item_id, None) from None
         prev_ov = int(prev_head["ov"])
         raise VersionConflictError(prev_ov, prev_ov + 1, id=attempt.item_id) from None
-    if not await repo.move_head(head["_id"], int(prev_head["ov"]), head, session):
+    if not await repo.move_head(
+        head["_id"], int(prev_head["ov"]), head, session, lease_token=attempt.lease_token
+    ):
         raise VersionConflictError(int(prev_head["ov"]), None, id=attempt.item_id)
 
 
@@ -232,7 +256,7 @@ async def _claim_taken(attempt: Attempt, prev_head: Doc | None) -> None:
         await _adopt_orphan_create(scope, attempt.item_id)
         raise ItemExistsError(attempt.item_id, 0)
     prev_ov = int(prev_head["ov"])
-    await roll_forward(scope, attempt.item_id, prev_ov)
+    await roll_forward(scope, attempt.item_id, prev_ov, lease_token=attempt.lease_token)
     raise VersionConflictError(prev_ov, prev_ov + 1, id=attempt.item_id)
 
 
@@ -253,13 +277,17 @@ async def _adopt_orphan_create(scope: Scope, item_id: str) -> None:
         pass
 
 
-async def roll_forward(scope: Scope, item_id: str, head_ov: int) -> bool:
+async def roll_forward(
+    scope: Scope, item_id: str, head_ov: int, *, lease_token: str | None = None
+) -> bool:
     """Publish the claimed version ``head_ov + 1`` if the head is still at ``head_ov``."""
     pending = await scope.repo.find_version(version_id(scope.tenant, item_id, head_ov + 1))
     if pending is None:
         return False
     hid = head_id(scope.tenant, item_id)
-    moved = await scope.repo.move_head(hid, head_ov, head_from_version(pending, hid))
+    moved = await scope.repo.move_head(
+        hid, head_ov, head_from_version(pending, hid), lease_token=lease_token
+    )
     if moved:
         log.warning(
             "rolled forward %s to ov=%d (its writer stopped)", scope.where(item_id), head_ov + 1
@@ -280,6 +308,24 @@ async def _head_moved(attempt: Attempt, version: Doc) -> None:
     )
 
 
+async def _landed(attempt: Attempt, hid: str) -> bool:
+    """After a failed head write: did it land anyway (the reply was lost)?
+
+    Raises :class:`StorageError` with ``outcome_unknown`` when MongoDB cannot be asked.
+    """
+    try:
+        head = await attempt.scope.repo.find_head(hid, with_inline=False)
+    except StorageError as exc:
+        attempt.uncertain = True
+        raise StorageError(
+            f"write to {attempt.scope.where(attempt.item_id)} may or may not have been "
+            "published (MongoDB stopped answering)",
+            retryable=exc.retryable,
+            outcome_unknown=True,
+        ) from exc
+    return head is not None and head.get("token") == attempt.token
+
+
 async def withdraw(attempt: Attempt, error: BaseException) -> BaseException:
     """Undo what an unpublished attempt did, as far as that is safe; the error to raise.
 
@@ -288,19 +334,11 @@ async def withdraw(attempt: Attempt, error: BaseException) -> BaseException:
     told the outcome is unknown (the claim will be published by the next writer).
     """
     scope = attempt.scope
-    if attempt.published:
+    if attempt.published or attempt.uncertain:
         return error
     outcome_unknown = False
     if attempt.claimed_vid is not None:
-        alive = attempt.lease_exp_us is None or now_us() < attempt.lease_exp_us - _LEASE_MARGIN_US
-        withdrawn = False
-        if alive:
-            try:
-                withdrawn = await scope.repo.delete_version(attempt.claimed_vid, attempt.token)
-            except StorageError:
-                withdrawn = False
-        if not withdrawn:
-            outcome_unknown = True
+        outcome_unknown = not await _withdraw_claim(attempt)
     if attempt.stored_key is not None and not outcome_unknown:
         try:
             await scope.store.delete([attempt.stored_key])
@@ -318,6 +356,42 @@ async def withdraw(attempt: Attempt, error: BaseException) -> BaseException:
     return error
 
 
+async def _withdraw_claim(attempt: Attempt) -> bool:
+    """Remove our claim unless it was published; False when that cannot be settled.
+
+    A head write whose reply was lost (or that was cancelled) may have landed, or may
+    still land. So an update first fences its lease (a new token: a move sent with the
+    old one can no longer match, and nobody else can take the lease meanwhile), then
+    reads the head: if it points at our attempt the write is published, else the claim
+    is deleted. A create has no lease to fence: once its head insert was sent, the claim
+    is left for adoption (the outcome is unknown to the caller).
+    """
+    scope = attempt.scope
+    hid = head_id(scope.tenant, attempt.item_id)
+    fenced = False
+    try:
+        if attempt.leased and attempt.lease_token is not None:
+            alive = (
+                attempt.lease_exp_us is None or now_us() < attempt.lease_exp_us - _LEASE_MARGIN_US
+            )
+            new_token = new_write_token()
+            if not alive or not await scope.repo.fence_lease(hid, attempt.lease_token, new_token):
+                return False  # the lease is gone: its new holder settles our claim
+            attempt.lease_token, fenced = new_token, True
+        if attempt.head_sent or fenced:
+            head = await scope.repo.find_head(hid, with_inline=False)
+            if head is not None and head.get("token") == attempt.token:
+                attempt.published = True  # it landed: nothing to undo
+                return False
+            if not fenced:
+                return False  # a create's head insert may still land
+        # Deletes only our own claim; a claim that never landed makes this a no-op.
+        await scope.repo.delete_version(attempt.claimed_vid or "", attempt.token)
+    except StorageError:
+        return False
+    return True
+
+
 async def release(attempt: Attempt) -> None:
     """Free the attempt's lease if it still holds it (best effort: it expires anyway)."""
     if not attempt.leased or attempt.published:
@@ -325,7 +399,7 @@ async def release(attempt: Attempt) -> None:
     attempt.leased = False
     try:
         await attempt.scope.repo.release_lease(
-            head_id(attempt.scope.tenant, attempt.item_id), attempt.token
+            head_id(attempt.scope.tenant, attempt.item_id), attempt.lease_token or attempt.token
         )
     except StorageError:
         log.info("lease on %s left to expire", attempt.scope.where(attempt.item_id))

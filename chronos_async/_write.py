@@ -8,8 +8,10 @@ as well, so every write path takes the same lease and follows the same protocol.
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from chronos_async._codec import EncodedPayload, encode_payload_async
 from chronos_async._errors import ItemDeletedError, ValidationError, VersionConflictError
@@ -28,12 +30,14 @@ __all__ = [
     "check_text",
     "check_writable",
     "result_of",
+    "retry_conflicts",
 ]
 
 #: What a change's ``build`` step returns: the new version and its payload (``None``
 #: reuses the payload the version document names).
 Built = tuple[dict[str, Any], EncodedPayload | None]
 
+T = TypeVar("T")
 _MAX_TEXT = 2048
 #: Head fields a new version inherits unless the operation sets them.
 _CARRIED = ("parent_id", "origin_id", "function_ids", "meta", "restored_from")
@@ -68,6 +72,26 @@ def check_writable(head: Doc, expected: int | None) -> None:
 def carry(head: Doc) -> Doc:
     """The facts a new version inherits from the head (lineage, function ids, meta)."""
     return {k: head.get(k) for k in _CARRIED}
+
+
+async def retry_conflicts(scope: Scope, run: Callable[[], Awaitable[T]]) -> T:
+    """Run a write that has no ``expected_ov``, retrying it after a version conflict.
+
+    Such a write applies to whatever is current, so a conflict (another writer, or a
+    dead writer's claim rolled forward on the way) only means "try again"; bounded by
+    ``limits.enrich_retries``, with jittered backoff.
+    """
+    retries = scope.config.limits.enrich_retries
+    delay = scope.config.leases.backoff_initial_ms / 1000
+    for attempt in range(retries + 1):
+        try:
+            return await run()
+        except VersionConflictError:
+            if attempt == retries:
+                raise
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, scope.config.leases.backoff_max_ms / 1000)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def result_of(head: Doc, *, changed: bool = True) -> WriteResult:
@@ -182,7 +206,11 @@ class Writer:
             version.update(function_id=None, restored_from=None)
             return version, payload
 
-        return await self.change(item_id, build, op="update", with_inline=False)
+        if expected is not None:
+            return await self.change(item_id, build, op="update", with_inline=False)
+        return await retry_conflicts(
+            self.scope, lambda: self.change(item_id, build, op="update", with_inline=False)
+        )
 
     async def delete(
         self, item_id: str, *, expected_ov: int | None, actor: str | None, reason: str | None

@@ -189,3 +189,28 @@ async def test_two_instances_writing_one_record(make_config: Any, db_name: str) 
         final = await b.get_latest(r.id)
         assert final is not None and final.ov == 12 and final.data["n"] == 12
         assert [v.ov async for v in a.history(r.id)] == list(range(12, -1, -1))
+
+
+async def test_a_head_move_landing_after_withdrawal_is_fenced_off(
+    users: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply of the head move is lost and the request lands only later: by then the
+    withdrawal has fenced the lease, so the late move matches nothing."""
+    r = await users.create({"email": "a@x", "pad": "p" * 30_000})
+    repo = users._scope.repo
+    original = repo.move_head
+    late: list[Any] = []
+
+    async def delayed(*args: Any, **kwargs: Any) -> bool:
+        late.append((args, kwargs))  # sent, not yet applied
+        raise StorageError("connection reset", retryable=True)
+
+    monkeypatch.setattr(repo, "move_head", delayed)
+    with pytest.raises(StorageError):
+        await users.update(r.id, {"email": "b@x", "pad": "q" * 30_000}, expected_ov=0)
+    monkeypatch.undo()
+    args, kwargs = late[0]
+    assert await original(*args, **kwargs) is False  # the straggler cannot land
+    latest = await users.get_latest(r.id)
+    assert latest is not None and latest.ov == 0 and latest.data["email"] == "a@x"
+    assert (await users.update(r.id, {"email": "c@x"}, expected_ov=0)).ov == 1

@@ -135,15 +135,34 @@ class RecordRepo:
             await self.heads.insert_one({**head, **_LEASE_FREE}, session=session)
 
     async def move_head(
-        self, hid: str, expected_ov: int, head: Doc, session: AsyncClientSession | None = None
+        self,
+        hid: str,
+        expected_ov: int,
+        head: Doc,
+        session: AsyncClientSession | None = None,
+        *,
+        lease_token: str | None = None,
     ) -> bool:
-        """Compare-and-swap: replace the head if it is still at ``expected_ov``.
+        """Compare-and-swap: replace the head if it is still at ``expected_ov`` (and, when
+        ``lease_token`` is given, still leased with it).
 
-        The new document carries no lease, so a successful move also releases it.
+        The new document carries no lease, so a successful move also releases it. The
+        token condition lets a writer fence off its own head move that may still be in
+        flight (see :meth:`fence_lease`).
         """
+        query: Doc = {"_id": hid, "ov": {"$eq": expected_ov}}
+        if lease_token is not None:
+            query["lease_token"] = {"$eq": lease_token}
         with mongo_errors("head update"):
-            result = await self.heads.replace_one(
-                {"_id": hid, "ov": {"$eq": expected_ov}}, {**head, **_LEASE_FREE}, session=session
+            result = await self.heads.replace_one(query, {**head, **_LEASE_FREE}, session=session)
+        return result.matched_count == 1
+
+    async def fence_lease(self, hid: str, token: str, new_token: str) -> bool:
+        """Swap the lease token (keeping the lease): moves sent with ``token`` can no
+        longer land. False when ``token`` no longer holds the lease."""
+        with mongo_errors("lease fence"):
+            result = await self.heads.update_one(
+                {"_id": hid, "lease_token": {"$eq": token}}, {"$set": {"lease_token": new_token}}
             )
         return result.matched_count == 1
 
