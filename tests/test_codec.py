@@ -6,13 +6,14 @@ import datetime
 import decimal
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chronos_async._codec import decode_payload, encode_payload, sha256_hex
+from chronos_async._codec import check_shape, decode_payload, encode_payload, sha256_hex
 from chronos_async._errors import IntegrityError, ValidationError
 
 LIMIT = 1 << 20
@@ -190,3 +191,29 @@ async def test_large_payloads_are_hashed_and_decoded_off_the_event_loop(
     main = threading.main_thread().name
     assert threads[0] == main
     assert threads[1] != main and threads[2] != main
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    kinds=st.lists(st.sampled_from(["dict", "list"]), min_size=1, max_size=80),
+    leaf=st.sampled_from([None, 1, "x", "empty"]),
+    limit=st.integers(min_value=1, max_value=70),
+)
+def test_fast_depth_check_agrees_with_the_reference_walk(
+    kinds: list[str], leaf: object, limit: int
+) -> None:
+    value: Any = {} if leaf == "empty" else leaf
+    for kind in reversed(kinds):
+        value = {"k": value} if kind == "dict" else [value]
+    data = {"root": value}
+
+    def refused(run: Callable[[], object]) -> bool:
+        try:
+            run()
+        except ValidationError:
+            return True
+        return False
+
+    fast = refused(lambda: encode_payload(data, max_bytes=10**6, max_depth=limit))
+    reference = refused(lambda: check_shape(data, max_depth=limit))
+    assert fast == reference
