@@ -14,6 +14,7 @@ from chronos_async._models import Item, VersionInfo, from_us
 from chronos_async._payloads import load_data
 from chronos_async._read import Reader
 from chronos_async._scope import Scope
+from chronos_async._write import check_ov
 
 __all__ = ["History"]
 
@@ -84,8 +85,9 @@ class History:
         """RFC 6902 operations turning version ``from_ov``'s data into ``to_ov``'s."""
         item_id = validate_id(item_id)
         for value, name in ((from_ov, "from_ov"), (to_ov, "to_ov")):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValidationError(f"{name} must be a non-negative integer")
+            if value is None:
+                raise ValidationError(f"{name} is required")
+            check_ov(value, name)
         await self.scope.ready()
         head_ov = await self._head_ov(item_id)
         datas = []

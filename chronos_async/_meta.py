@@ -13,6 +13,10 @@ __all__ = ["extract_indexed", "get_path", "project"]
 _MISSING = object()
 
 
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
 def get_path(data: Any, path: str) -> Any:
     """The value at a dotted ``path`` of nested dicts, or a private "missing" marker."""
     current = data
@@ -44,8 +48,17 @@ def extract_indexed(data: dict[str, Any], cmap: CollectionMap) -> dict[str, Any]
         value = get_path(data, path)
         if value is _MISSING:
             continue
-        if prop.endswith("[]") and not isinstance(value, list):
-            raise ValidationError(f"indexed property {path!r} is declared as an array ('[]')")
+        if prop.endswith("[]"):
+            if not isinstance(value, list) or not all(map(_is_scalar, value)):
+                raise ValidationError(
+                    f"indexed property {path!r} is declared as an array ('[]') of scalars"
+                )
+        elif not _is_scalar(value):
+            # Indexed values become fields of the head document: objects would bring
+            # their keys into MongoDB field names (and cannot be filtered on anyway).
+            raise ValidationError(
+                f"indexed property {path!r} must hold a string, number, bool or null"
+            )
         _set_path(meta, path, value)
     for prop in cmap.validation.required_indexed:
         path = prop.removesuffix("[]")
@@ -59,8 +72,8 @@ def project(data: dict[str, Any], paths: Sequence[str] | None) -> dict[str, Any]
     """Keep only ``paths`` (dotted, inclusive) of ``data``; ``None`` keeps everything."""
     if paths is None:
         return data
-    if isinstance(paths, str):
-        raise ValidationError("projection must be a list of property paths, not a string")
+    if not isinstance(paths, (list, tuple)):
+        raise ValidationError("projection must be a list of property paths")
     out: dict[str, Any] = {}
     for path in paths:
         if not isinstance(path, str) or not path or path.startswith("$"):

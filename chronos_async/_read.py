@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from chronos_async._errors import ValidationError
@@ -29,6 +29,8 @@ from chronos_async._scope import Scope
 
 __all__ = ["Reader", "parse_at"]
 
+#: The last representable commit time (a day short of datetime.max, so any time zone fits).
+_LAST_US = to_us(datetime(9999, 12, 30, tzinfo=UTC))
 #: Head fields a list never needs (the lease).
 _LIGHT_WITH_INLINE = {"lease_token": 0, "lease_owner": 0}
 
@@ -44,7 +46,10 @@ def parse_at(at: datetime | str) -> int:
             raise ValidationError(f"not an ISO-8601 time: {at!r}") from None
     if not isinstance(at, datetime):
         raise ValidationError("at must be a datetime or an ISO-8601 string")
-    return to_us(at)
+    us = to_us(at)
+    if not 0 <= us <= _LAST_US:
+        raise ValidationError("at must lie between 1970-01-01 and 9999-12-30 (UTC)")
+    return us
 
 
 class Reader:
@@ -135,8 +140,8 @@ class Reader:
     ) -> Item | None:
         """Version ``ov`` exactly (deleted versions included), or ``None``."""
         item_id = validate_id(item_id)
-        if isinstance(ov, bool) or not isinstance(ov, int) or ov < 0:
-            raise ValidationError("ov must be a non-negative integer")
+        if isinstance(ov, bool) or not isinstance(ov, int) or not 0 <= ov < 2**63:
+            raise ValidationError("ov must be a non-negative 64-bit integer")
         self._check_ttl(presign, ttl_seconds)
         await self.scope.ready()
         head_ov, doc = await asyncio.gather(

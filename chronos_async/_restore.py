@@ -165,6 +165,8 @@ async def restore_collection(
     target_cv = check_ov(cv, "cv")
     at_us = parse_at(at) if at is not None else None
     actor, reason = check_text(actor, "actor"), check_text(reason, "reason")
+    if progress is not None and not callable(progress):
+        raise ValidationError("progress must be a callable progress(done, total)")
     limit = concurrency if concurrency is not None else scope.config.restore.concurrency
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 256:
         raise ValidationError("concurrency must be an integer from 1 to 256")

@@ -14,7 +14,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from chronos_async._codec import EncodedPayload, encode_payload_async
-from chronos_async._errors import ItemDeletedError, ValidationError, VersionConflictError
+from chronos_async._errors import (
+    ItemDeletedError,
+    ItemExistsError,
+    ValidationError,
+    VersionConflictError,
+)
 from chronos_async._keys import head_id, item_prefix, new_item_id, new_write_token, validate_id
 from chronos_async._lease import LeaseKeeper, take_lease
 from chronos_async._meta import extract_indexed
@@ -39,6 +44,7 @@ Built = tuple[dict[str, Any], EncodedPayload | None]
 
 T = TypeVar("T")
 _MAX_TEXT = 2048
+_INT64_MAX = 2**63 - 1
 #: Head fields a new version inherits unless the operation sets them.
 _CARRIED = ("parent_id", "origin_id", "function_ids", "meta", "restored_from")
 
@@ -49,6 +55,10 @@ def check_text(value: object, what: str) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > _MAX_TEXT:
         raise ValidationError(f"{what} must be a string of at most {_MAX_TEXT} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"{what} is not valid UTF-8 (a lone surrogate)") from None
     return value
 
 
@@ -56,8 +66,8 @@ def check_ov(value: object, what: str) -> int | None:
     """Validate an optional version number (a non-negative int, not a bool)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(f"{what} must be a non-negative integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _INT64_MAX:
+        raise ValidationError(f"{what} must be a non-negative 64-bit integer")
     return value
 
 
@@ -144,6 +154,7 @@ class Writer:
     ) -> WriteResult:
         """Store ``ov=0`` of a new record."""
         scope = self.scope
+        given_id = item_id is not None
         item_id = validate_id(item_id) if item_id is not None else new_item_id()
         parent_id = validate_id(parent_id) if parent_id is not None else None
         origin_id = validate_id(origin_id) if origin_id is not None else None
@@ -151,6 +162,12 @@ class Writer:
         payload = await self.encode(data)
         meta = extract_indexed(data, scope.cmap)
         await scope.ready()
+        if given_id:
+            # A taken id is refused before the payload is stored or a cv allocated (the
+            # unique claim still decides between creators racing for the same id).
+            taken = await scope.repo.find_head(head_id(scope.tenant, item_id), with_inline=False)
+            if taken is not None:
+                raise ItemExistsError(item_id, int(taken["ov"]))
         if parent_id is not None and origin_id is None:
             origin_id = await self._origin_of(parent_id)
         version: Doc = {

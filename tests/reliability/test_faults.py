@@ -1,7 +1,6 @@
 """Fault injection: the invariants hold when writers are cancelled, fail, crash, or lose a server.
 
-What each group proves (figures: the fault-suite section of ``tests/reliability/README.md``,
-``FAULTS.md`` until that file exists):
+What each group proves (figures: the fault-suite section of ``tests/reliability/README.md``):
 
 - cancellation at every checkpoint of every write kind: the write is fully published
   (only possible at ``published``) or leaves nothing at all, and the lease is free again;
