@@ -106,6 +106,25 @@ def _dump(data: Any) -> bytes:
         raise ValidationError(f"payload is not JSON-serializable: {exc}") from None
 
 
+def _floats_finite(data: Any) -> bool:
+    """True unless a float in ``data`` is NaN or infinite.
+
+    A tight walk that allocates nothing per value (a decode round trip to compare would
+    build the whole record again and feed the garbage collector).
+    """
+    stack = [data]
+    isfinite = math.isfinite
+    while stack:
+        node = stack.pop()
+        for value in node.values() if type(node) is dict else node:
+            kind = type(value)
+            if kind is dict or kind is list or kind is tuple:
+                stack.append(value)
+            elif kind is float and not isfinite(value):
+                return False
+    return True
+
+
 def _too_deep(data: Any, max_depth: int) -> bool:
     """True when a non-empty container is nested ``max_depth`` levels deep or more.
 
@@ -117,19 +136,20 @@ def _too_deep(data: Any, max_depth: int) -> bool:
     return b"\n" + b" " * (2 * (max_depth + 1)) in indented
 
 
-def _finish(data: Any, body: bytes, *, max_bytes: int, max_depth: int) -> EncodedPayload:
+def _finish(
+    data: Any, body: bytes, *, max_bytes: int, max_depth: int, hash_body: bool = True
+) -> EncodedPayload:
     if len(body) > max_bytes:
         raise ValidationError(f"payload is {len(body)} bytes; the limit is {max_bytes}")
-    # orjson writes NaN and Infinity as null: only when a null appears can one hide, and
-    # then a C-speed round trip tells (a tuple also differs; the walk then finds nothing).
-    if b"null" in body and data != orjson.loads(body):
+    # orjson writes NaN and Infinity as null: only when a null appears can one hide.
+    if b"null" in body and not _floats_finite(data):
         check_shape(data, max_depth=max_depth)
     # orjson also writes unsigned 64-bit integers, which MongoDB cannot hold.
     if _NINETEEN_DIGITS in body.translate(_DIGITS_AS_ZERO):
         check_shape(data, max_depth=max_depth)
     if body.count(b"[") + body.count(b"{") > max_depth and _too_deep(data, max_depth):
         raise ValidationError(f"payload is nested deeper than {max_depth} levels")
-    return EncodedPayload(body=body, sha256=sha256_hex(body))
+    return EncodedPayload(body=body, sha256=sha256_hex(body) if hash_body else "")
 
 
 def encode_payload(data: Any, *, max_bytes: int, max_depth: int = 64) -> EncodedPayload:
@@ -144,19 +164,19 @@ def encode_payload(data: Any, *, max_bytes: int, max_depth: int = 64) -> Encoded
 async def encode_payload_async(
     data: Any, *, max_bytes: int, max_depth: int, offload_bytes: int
 ) -> EncodedPayload:
-    """:func:`encode_payload`, with the CPU-bound part of large payloads in a thread.
+    """:func:`encode_payload`, hashing payloads of ``offload_bytes`` or more in a thread.
 
-    orjson's encoding runs on the event loop (it is C and fast); when the bytes exceed
-    ``offload_bytes``, the shape walk and the sha256 run in a worker thread so that other
-    requests keep being served meanwhile. The caller must not mutate ``data`` until this
+    Only the sha256 moves to the worker thread: hashlib releases the GIL there, so the
+    event loop keeps serving other requests meanwhile. The checks stay on the loop
+    (Python code holds the GIL wherever it runs). ``data`` must not change until this
     returns.
     """
     body = _dump(data)
     if len(body) < offload_bytes:
         return _finish(data, body, max_bytes=max_bytes, max_depth=max_depth)
-    return await anyio.to_thread.run_sync(
-        lambda: _finish(data, body, max_bytes=max_bytes, max_depth=max_depth)
-    )
+    checked = _finish(data, body, max_bytes=max_bytes, max_depth=max_depth, hash_body=False)
+    digest = await anyio.to_thread.run_sync(sha256_hex, body)
+    return EncodedPayload(body=checked.body, sha256=digest)
 
 
 def decode_payload(body: bytes, *, expected_sha256: str | None, where: str) -> dict[str, Any]:
@@ -179,9 +199,13 @@ def decode_payload(body: bytes, *, expected_sha256: str | None, where: str) -> d
 async def decode_payload_async(
     body: bytes, *, expected_sha256: str | None, where: str, offload_bytes: int
 ) -> dict[str, Any]:
-    """:func:`decode_payload`; payloads of ``offload_bytes`` or more decode in a thread."""
-    if len(body) < offload_bytes:
+    """:func:`decode_payload`; payloads of ``offload_bytes`` or more are hashed in a thread.
+
+    The hash releases the GIL in the thread; the JSON decoding itself stays on the loop
+    (it would hold the GIL in any thread).
+    """
+    if len(body) < offload_bytes or expected_sha256 is None:
         return decode_payload(body, expected_sha256=expected_sha256, where=where)
-    return await anyio.to_thread.run_sync(
-        lambda: decode_payload(body, expected_sha256=expected_sha256, where=where)
-    )
+    if await anyio.to_thread.run_sync(sha256_hex, body) != expected_sha256:
+        raise IntegrityError(f"payload of {where} does not match its stored sha256")
+    return decode_payload(body, expected_sha256=None, where=where)
