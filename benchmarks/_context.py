@@ -1,0 +1,160 @@
+"""What every scenario gets: the servers, the sizes of this run, a seed, and lib/floor pairs."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from benchmarks._env import COLLECTION, Servers, Storage
+from benchmarks._floor import RawCollection, open_mongo
+from benchmarks._floor_blobs import RawBlobs, RawLocal, RawS3
+from benchmarks._report import Row
+from chronos_async import Chronos, ChronosConfig, Collection
+
+__all__ = ["FULL", "QUICK", "Ctx", "Pair", "Params", "open_pair"]
+
+
+@dataclass(frozen=True)
+class Params:
+    """How much work each scenario does (``--quick`` or the full run)."""
+
+    rounds: int
+    #: calls per round and variant at concurrency 1 / 32
+    write_ops_c1: int
+    write_ops_c32: int
+    read_ops: int
+    read_rounds: int
+    history_versions: int
+    list_records: int
+    list_deep: int
+    list_ops: int
+    restore_rounds: int
+    restore_changed: int
+    soak_ops: int
+    soak_floor_ops: int
+    soak_sample_every: int
+    soak_deadline_s: float
+    loop_reads: int
+    loop_rounds: int
+
+
+QUICK = Params(
+    rounds=4,
+    write_ops_c1=24,
+    write_ops_c32=128,
+    read_ops=40,
+    read_rounds=8,
+    history_versions=1000,
+    list_records=1000,
+    list_deep=500,
+    list_ops=30,
+    restore_rounds=2,
+    restore_changed=100,
+    soak_ops=5000,
+    soak_floor_ops=1000,
+    soak_sample_every=250,
+    soak_deadline_s=60,
+    loop_reads=60,
+    loop_rounds=2,
+)
+
+FULL = Params(
+    rounds=7,
+    write_ops_c1=60,
+    write_ops_c32=320,
+    read_ops=100,
+    read_rounds=15,
+    history_versions=1000,
+    list_records=10_000,
+    list_deep=5000,
+    # a page over 10,000 records on nx-27017 takes ~0.2 s (both sides scan)
+    list_ops=10,
+    restore_rounds=3,
+    restore_changed=100,
+    soak_ops=50_000,
+    soak_floor_ops=5000,
+    soak_sample_every=1000,
+    soak_deadline_s=480,
+    loop_reads=150,
+    loop_rounds=3,
+)
+
+
+@dataclass
+class Ctx:
+    """The run: servers, parameters, seed, collected rows, shared datasets."""
+
+    servers: Servers
+    params: Params
+    seed: int
+    quick: bool
+    #: the scenario names this run executes
+    selected: list[str] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    #: datasets shared by scenarios (e.g. the list/restore records)
+    shared: dict[str, Any] = field(default_factory=dict)
+    #: closed at the end of the run: what shared datasets keep open
+    stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    def rng(self, name: str) -> random.Random:
+        """A random generator for one scenario (same seed, same choices)."""
+        return random.Random(f"{self.seed}:{name}")
+
+    @property
+    def storages(self) -> list[Storage]:
+        """The payload stores this run can exercise (S3 only when a server is there)."""
+        return ["s3", "local"] if self.servers.s3 is not None else ["local"]
+
+
+@dataclass
+class Pair:
+    """The library and the floor on one scenario database, side by side."""
+
+    db: str
+    storage: Storage
+    config: ChronosConfig
+    chronos: Chronos
+    coll: Collection
+    raw: RawCollection
+    client: AsyncMongoClient[dict[str, Any]]
+
+
+@contextlib.asynccontextmanager
+async def open_pair(ctx: Ctx, storage: Storage, scenario: str) -> AsyncIterator[Pair]:
+    """A fresh database with our collection and the floor's, on the same servers.
+
+    The library writes payloads under one key prefix (or folder), the floor under
+    another; the database is dropped at the end.
+    """
+    servers = ctx.servers
+    db = servers.new_db(scenario)
+    config = servers.config(storage, servers.new_prefix())
+    floor_prefix = servers.new_prefix()
+    blobs: RawBlobs
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            chronos = await stack.enter_async_context(Chronos(config))
+            client = open_mongo(servers.mongo_uri, config)
+            stack.push_async_callback(client.close)
+            if storage == "s3":
+                assert servers.s3 is not None
+                blobs = await stack.enter_async_context(RawS3(servers.s3, floor_prefix))
+            else:
+                blobs = await stack.enter_async_context(RawLocal(servers.local_root / floor_prefix))
+            raw = RawCollection(
+                client[db],
+                "floor",
+                blobs,
+                inline_limit=config.limits.inline_payload_bytes,
+                lease_ms=config.leases.lease_ms,
+            )
+            await raw.ensure_indexes()
+            coll = chronos.collection(COLLECTION, db=db)
+            yield Pair(db, storage, config, chronos, coll, raw, client)
+    finally:
+        await servers.drop(db)

@@ -1,0 +1,148 @@
+"""The floor's payload stores: S3 through aioboto3, and a local folder.
+
+Both mirror what the library's stores send and write (``chronos_async/storage/s3.py`` and
+``local.py``) with nothing around it: no key validation, no error translation.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio.to_thread
+
+from benchmarks._env import S3Endpoint
+
+__all__ = ["RawBlobs", "RawLocal", "RawS3"]
+
+
+class RawBlobs(Protocol):
+    """Create-only payload storage."""
+
+    async def put(self, key: str, body: bytes, sha256: str) -> None: ...
+
+    async def get(self, key: str) -> bytes: ...
+
+
+class RawS3:
+    """aioboto3 with the library's S3 client settings (``S3BlobStore`` defaults).
+
+    PUT: ``put_object`` with ``IfNoneMatch="*"`` (never overwrite) and the sha256 in the
+    metadata; GET: ``get_object`` and read the body.
+    """
+
+    def __init__(self, s3: S3Endpoint, prefix: str) -> None:
+        self._s3 = s3
+        self._prefix = prefix.strip("/") + "/"
+        self._bucket = s3.buckets[0]
+        self._client: Any = None
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> RawS3:
+        import aioboto3
+        from aiobotocore.config import AioConfig
+
+        config = AioConfig(
+            region_name=self._s3.region,
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            retries={"total_max_attempts": 3, "mode": "standard"},
+            max_pool_connections=64,
+            connect_timeout=5,
+            read_timeout=30,
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        session = aioboto3.Session(
+            aws_access_key_id=self._s3.access_key,
+            aws_secret_access_key=self._s3.secret_key,
+            region_name=self._s3.region,
+        )
+        self._client = await self._stack.enter_async_context(
+            session.client("s3", endpoint_url=self._s3.endpoint, config=config)
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def put(self, key: str, body: bytes, sha256: str) -> None:
+        await self._client.put_object(
+            Bucket=self._bucket,
+            Key=self._prefix + key,
+            Body=body,
+            ContentType="application/json",
+            Metadata={"sha256": sha256},
+            IfNoneMatch="*",
+        )
+
+    async def get(self, key: str) -> bytes:
+        response = await self._client.get_object(Bucket=self._bucket, Key=self._prefix + key)
+        async with response["Body"] as stream:
+            data: bytes = await stream.read()
+            return data
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class RawLocal:
+    """A folder, with the durable create-only write the library's local store performs.
+
+    PUT (one worker-thread hop, the same anyio pool the library uses): create missing
+    folders (fsync the parent of each new one), write a temporary file and fsync it,
+    ``os.link`` it to the key (fails if the key exists: never overwrite), unlink the
+    temporary name, fsync the folder. GET: read the file in a worker thread.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._root = root / "json"
+        self._root.mkdir(parents=True, exist_ok=True)
+
+    async def __aenter__(self) -> RawLocal:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def _put_sync(self, key: str, body: bytes) -> None:
+        *dirs, name = key.split("/")
+        parent = str(self._root)
+        for segment in dirs:
+            child = os.path.join(parent, segment)
+            try:
+                os.mkdir(child)
+            except FileExistsError:
+                pass
+            else:
+                _fsync_dir(parent)
+            parent = child
+        final = os.path.join(parent, name)
+        tmp = f"{final}~{secrets.token_hex(6)}.tmp"
+        with open(tmp, "xb") as file:
+            file.write(body)
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(tmp, final)
+        finally:
+            os.unlink(tmp)
+        _fsync_dir(parent)
+
+    def _get_sync(self, key: str) -> bytes:
+        with open(os.path.join(self._root, *key.split("/")), "rb") as file:
+            return file.read()
+
+    async def put(self, key: str, body: bytes, sha256: str) -> None:
+        await anyio.to_thread.run_sync(self._put_sync, key, body)
+
+    async def get(self, key: str) -> bytes:
+        return await anyio.to_thread.run_sync(self._get_sync, key)
