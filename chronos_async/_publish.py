@@ -101,28 +101,20 @@ class Attempt:
 
 
 async def _both(first: Awaitable[Any], second: Awaitable[T]) -> T:
-    """Await two steps concurrently; if one fails, the other is cancelled."""
+    """Await two steps concurrently; if one fails, the other is cancelled.
+
+    One task (for ``first``) per write rather than a task group with two: this runs on
+    every write.
+    """
+    side = asyncio.ensure_future(first)
     try:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(_as_coroutine(first))
-            task = group.create_task(_as_coroutine(second))
-    except BaseExceptionGroup as group_error:
-        raise _first_error(group_error) from None
-    return task.result()
-
-
-async def _as_coroutine(step: Awaitable[T]) -> T:
-    return await step
-
-
-def _first_error(group_error: BaseExceptionGroup[BaseException]) -> BaseException:
-    exc: BaseException
-    for exc in group_error.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first_error(exc)
-        if not isinstance(exc, asyncio.CancelledError):
-            return exc
-    return group_error.exceptions[0]
+        result = await second
+    except BaseException:
+        side.cancel()
+        await asyncio.gather(side, return_exceptions=True)
+        raise
+    await side
+    return result
 
 
 async def publish(

@@ -26,7 +26,7 @@ from chronos_async._errors import (
     ValidationError,
     VersionConflictError,
 )
-from chronos_async._keys import head_id, validate_id, version_id
+from chronos_async._keys import validate_id, version_id
 from chronos_async._models import WriteResult, from_us
 from chronos_async._publish import Doc
 from chronos_async._read import parse_at
@@ -108,12 +108,37 @@ async def restore_object(
     expected = check_ov(expected_ov, "expected_ov")
     actor, reason = check_text(actor, "actor"), check_text(reason, "reason")
 
-    async def build(head: Doc) -> Built | None:
+    async def target_of(head: Doc) -> Doc:
         if expected is not None and expected != int(head["ov"]):
             raise VersionConflictError(expected, int(head["ov"]), id=item_id)
-        target = await _target_version(writer, head, target_ov, at_us)
+        return await _target_version(writer, head, target_ov, at_us)
+
+    return await _restore_to(
+        writer, item_id, target_of, actor=actor, reason=reason, always_skip=always_skip_unchanged
+    )
+
+
+async def _restore_to(
+    writer: Writer,
+    item_id: str,
+    target_of: Callable[[Doc], Awaitable[Doc]],
+    *,
+    actor: str | None,
+    reason: str | None,
+    always_skip: bool,
+    seen: dict[str, Any] | None = None,
+) -> WriteResult:
+    """Publish a restore version copying ``await target_of(head)`` (read under the lease).
+
+    ``seen["deleted"]`` receives whether the record was deleted before the restore.
+    """
+
+    async def build(head: Doc) -> Built | None:
+        target = await target_of(head)
+        if seen is not None:
+            seen["deleted"] = bool(head.get("deleted"))
         deleted = bool(target.get("deleted"))
-        if writer.unchanged(head, target["sha256"], deleted=deleted, always=always_skip_unchanged):
+        if writer.unchanged(head, target["sha256"], deleted=deleted, always=always_skip):
             return None
         version = carry(head)
         version.update(
@@ -215,17 +240,20 @@ async def _restore_one(
     state = await scope.repo.version_at_target(scope.t, item_id, cv=target_cv, at_us=at_us)
     if state is None:
         return "deleted" if await _delete_if_live(writer, item_id, actor, reason) else "unchanged"
-    head = await scope.repo.find_head(head_id(scope.tenant, item_id), with_inline=False)
-    was_deleted = head is not None and bool(head.get("deleted"))
-    result = await restore_object(
-        writer,
-        item_id,
-        ov=int(state["ov"]),
-        at=None,
-        actor=actor,
-        reason=reason,
-        always_skip_unchanged=True,
+    # The target version is immutable: the one just read serves the restore as well, and
+    # the head read under the lease says whether the record was deleted (no extra reads).
+
+    async def target_of(head: Doc) -> Doc:
+        if int(state["ov"]) > int(head["ov"]):
+            raise NotFoundError(
+                f"version ov={state['ov']} of {scope.where(item_id)} is unpublished"
+            )
+        return state
+
+    seen: dict[str, Any] = {}
+    result = await _restore_to(
+        writer, item_id, target_of, actor=actor, reason=reason, always_skip=True, seen=seen
     )
     if not result.changed:
         return "unchanged"
-    return "undeleted" if was_deleted and not state.get("deleted") else "restored"
+    return "undeleted" if seen.get("deleted") and not state.get("deleted") else "restored"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
 from chronos_async import Collection
 from chronos_async._keys import collection_prefix
 
@@ -18,3 +22,14 @@ async def footprint(users: Collection) -> tuple[int, int, int]:
     prefix = collection_prefix(scope.tenant, scope.db, scope.collection)
     blobs = [info async for info in scope.store.list(prefix)]
     return heads, versions, len(blobs)
+
+
+def canon(value: Any) -> bytes:
+    """Canonical bytes: equal exactly when the values are the same JSON with the same types."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def assert_same(actual: Any, expected: Any) -> None:
+    """Equal as Python values and as canonical JSON (so 1 and 1.0, True and 1 differ)."""
+    assert canon(actual) == canon(expected)
+    assert actual == expected

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from chronos_async import _jsonpatch
 from chronos_async._errors import ValidationError
 from chronos_async._jsonpatch import apply_patch, make_patch
+from tests.support import assert_same, canon
 
 keys = st.sampled_from(["a", "b", "", "a/b", "~", "~1", "/~0", "0"]) | st.text(max_size=4)
 leaves = st.sampled_from([0, 1, 1.0, -0.0, 0.0, True, False, None, "", "1"]) | (
@@ -35,16 +36,6 @@ containers = st.dictionaries(keys, json_values, min_size=1, max_size=5) | st.lis
 )
 
 SETTINGS = settings(max_examples=100, deadline=None)
-
-
-def canon(value: Any) -> bytes:
-    """Canonical bytes: equal exactly when the values are the same JSON with the same types."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-
-
-def assert_same(actual: Any, expected: Any) -> None:
-    assert canon(actual) == canon(expected)
-    assert actual == expected
 
 
 def assert_round_trip(old: Any, new: Any) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ import copy
 import doctest
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 from chronos_async import _merge
 from chronos_async._errors import ValidationError
 from chronos_async._merge import deep_merge, json_copy, json_equal, merge_all
+from tests.support import assert_same, canon
 
 # A small key alphabet and a pool of look-alike leaves (1, 1.0, True, -0.0, ...) make keys
 # collide and union members compare equal often enough for the properties to bite.
@@ -33,16 +33,6 @@ json_values = st.recursive(
 json_objects = st.dictionaries(keys, json_values, max_size=5)
 
 SETTINGS = settings(max_examples=100, deadline=None)
-
-
-def canon(value: Any) -> bytes:
-    """Canonical bytes: equal exactly when the values are the same JSON with the same types."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-
-
-def assert_same(actual: Any, expected: Any) -> None:
-    assert canon(actual) == canon(expected)
-    assert actual == expected
 
 
 def _norm(value: Any) -> Any:

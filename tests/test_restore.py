@@ -195,7 +195,7 @@ async def test_collection_restore_work_is_proportional_to_changes(
         await asyncio.gather(*(docs.update(i, {"n": -1}, expected_ov=0) for i in changed))
         created = [(await docs.create({"n": "new"})).id for _ in range(5)]
 
-        counts = {"target_lookups": 0, "version_writes": 0, "leases": 0}
+        counts = {"target_lookups": 0, "version_writes": 0, "leases": 0, "other_reads": 0}
         repo = scope.repo
 
         def counting(name: str, method: Any) -> Any:
@@ -210,8 +210,17 @@ async def test_collection_restore_work_is_proportional_to_changes(
         )
         monkeypatch.setattr(repo, "insert_version", counting("version_writes", repo.insert_version))
         monkeypatch.setattr(repo, "take_lease", counting("leases", repo.take_lease))
+        monkeypatch.setattr(repo, "find_head", counting("other_reads", repo.find_head))
+        monkeypatch.setattr(repo, "find_version", counting("other_reads", repo.find_version))
         report = await docs.restore_collection(cv=target_cv)
         assert len(report.restored) == 50 and sorted(report.deleted) == sorted(created)
-        assert counts == {"target_lookups": 55, "version_writes": 55, "leases": 55}
+        # per changed record: one target lookup, one lease (+ head read), one cv, one
+        # version insert, one head move; nothing is read twice
+        assert counts == {
+            "target_lookups": 55,
+            "version_writes": 55,
+            "leases": 55,
+            "other_reads": 0,
+        }
         latest = await asyncio.gather(*(docs.get_latest(i) for i in changed))
         assert all(x is not None and x.data["n"] != -1 for x in latest)

@@ -254,7 +254,10 @@ class RecordRepo:
     async def version_at_target(
         self, tenant: str, item_id: str, *, cv: int | None, at_us: int | None
     ) -> Doc | None:
-        """The record's newest version at or before ``cv`` (or ``at_us``), or ``None``."""
+        """The record's newest version at or before ``cv`` (or ``at_us``), or ``None``.
+
+        With its inline payload copy: a restore to it carries the copy over.
+        """
         query: Doc = {"t": {"$eq": tenant}, "id": {"$eq": item_id}}
         if cv is not None:
             query["cv"] = {"$lte": cv}
@@ -263,12 +266,7 @@ class RecordRepo:
             query["at"] = {"$lte": at_us}
             order = [("at", DESCENDING)]
         with mongo_errors("version read"):
-            found = (
-                await self.versions.find(query, projection={"inline": 0})
-                .sort(order)
-                .limit(1)
-                .to_list(1)
-            )
+            found = await self.versions.find(query).sort(order).limit(1).to_list(1)
         return found[0] if found else None
 
     async def delete_version(self, vid: str, token: str) -> bool:
