@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from chronos_async._args import check_ov, check_text
 from chronos_async._errors import ValidationError
 from chronos_async._keys import validate_id
 from chronos_async._merge import merge_all
@@ -19,15 +20,7 @@ from chronos_async._meta import extract_indexed
 from chronos_async._models import WriteResult
 from chronos_async._payloads import load_data
 from chronos_async._publish import Doc
-from chronos_async._write import (
-    Built,
-    Writer,
-    carry,
-    check_ov,
-    check_text,
-    check_writable,
-    retry_conflicts,
-)
+from chronos_async._write import Built, Writer, carry, check_writable, retry_conflicts
 
 __all__ = ["enrich"]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from chronos_async._args import check_ov
 from chronos_async._errors import NotFoundError, ValidationError
 from chronos_async._jsonpatch import make_patch
 from chronos_async._keys import head_id, validate_id, version_id
@@ -14,7 +15,6 @@ from chronos_async._models import Item, VersionInfo, from_us
 from chronos_async._payloads import load_data
 from chronos_async._read import Reader
 from chronos_async._scope import Scope
-from chronos_async._write import check_ov
 
 __all__ = ["History"]
 

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chronos_async._errors import ValidationError
-from chronos_async._merge import json_copy, json_equal
+from chronos_async._merge import json_copy, json_equal, json_key
 
 __all__ = ["apply_patch", "make_patch"]
 
@@ -163,33 +163,14 @@ def _diff_run(
         )
 
 
-def _exact_key(value: Any) -> Any:
-    """A hashable key, equal for two values exactly when ``json_equal(.., exact=True)``."""
-    if value is None:
-        return (0,)
-    if isinstance(value, bool):  # before int: bool is an int subclass
-        return (1, value)
-    if isinstance(value, int):
-        return (2, value)
-    if isinstance(value, float):
-        return (3, repr(value))  # repr is exact and tells -0.0 from 0.0
-    if isinstance(value, str):
-        return (4, value)
-    if _is_object(value):
-        return (5, frozenset((k, _exact_key(v)) for k, v in value.items()))
-    if _is_array(value):
-        return (6, tuple(_exact_key(v) for v in value))
-    raise ValidationError(f"{type(value).__name__} is not a JSON type")
-
-
 def _lcs(a: Sequence[Any], b: Sequence[Any]) -> list[tuple[int, int]]:
     """Index pairs ``(i, j)`` of a longest common subsequence of ``a`` and ``b``."""
     if not a or not b:
         return []
     # Elements become small ints so the table loop compares ints, not nested values.
     ids: dict[Any, int] = {}
-    ka = [ids.setdefault(_exact_key(x), len(ids)) for x in a]
-    kb = [ids.get(_exact_key(y), -1) for y in b]
+    ka = [ids.setdefault(json_key(x, exact=True), len(ids)) for x in a]
+    kb = [ids.get(json_key(y, exact=True), -1) for y in b]
     if all(k < 0 for k in kb):
         return []
     n, m = len(ka), len(kb)

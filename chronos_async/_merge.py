@@ -52,7 +52,7 @@ from typing import Any
 
 from chronos_async._errors import ValidationError
 
-__all__ = ["deep_merge", "json_copy", "json_equal", "merge_all"]
+__all__ = ["deep_merge", "json_copy", "json_equal", "json_key", "merge_all"]
 
 #: Below this many element comparisons a union scans linearly; above it, it hashes.
 _LINEAR_UNION_MAX = 64
@@ -122,26 +122,33 @@ def json_copy(value: Any, *, where: str = "value") -> Any:
     return value
 
 
-class _Unkeyable(Exception):
-    """A value holds a leaf type the hashing fast path does not know."""
+class _Unkeyable(ValidationError):
+    """A value holds a leaf type that is not JSON (the hashing fast path cannot key it)."""
 
 
-def _key(value: Any) -> Any:
-    """A hashable key with ``_key(a) == _key(b)`` exactly when ``json_equal(a, b)``."""
+def json_key(value: Any, *, exact: bool = False) -> Any:
+    """A hashable key: ``json_key(a) == json_key(b)`` exactly when ``json_equal(a, b)``.
+
+    With ``exact`` the key follows ``json_equal(.., exact=True)``: ``1`` and ``1.0``, and
+    ``0.0`` and ``-0.0``, get different keys. Raises a ``ValidationError`` for a value
+    that is not JSON.
+    """
     if value is None:
         return (0,)
     if isinstance(value, bool):  # before int: bool is an int subclass
         return (1, value)
-    if isinstance(value, (int, float)):
+    if isinstance(value, int) or (isinstance(value, float) and not exact):
         # 1 and 1.0 (and 0.0 and -0.0) are equal and hash alike, as json_equal wants.
         return (2, value)
+    if isinstance(value, float):
+        return (3, repr(value))  # repr is exact and tells -0.0 from 0.0
     if isinstance(value, str):
-        return (3, value)
+        return (4, value)
     if _is_object(value):
-        return (4, frozenset((k, _key(v)) for k, v in value.items()))
+        return (5, frozenset((k, json_key(v, exact=exact)) for k, v in value.items()))
     if _is_array(value):
-        return (5, tuple(_key(v) for v in value))
-    raise _Unkeyable
+        return (6, tuple(json_key(v, exact=exact) for v in value))
+    raise _Unkeyable(f"{type(value).__name__} is not a JSON type")
 
 
 def _union(base: Sequence[Any], patch: Sequence[Any]) -> list[Any]:
@@ -151,9 +158,9 @@ def _union(base: Sequence[Any], patch: Sequence[Any]) -> list[Any]:
         return result
     if len(base) * len(patch) > _LINEAR_UNION_MAX:
         try:
-            seen = {_key(item) for item in result}
+            seen = {json_key(item) for item in result}
             for item in patch:
-                key = _key(item)
+                key = json_key(item)
                 if key not in seen:
                     seen.add(key)
                     result.append(json_copy(item, where="patch"))

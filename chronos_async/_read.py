@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from chronos_async._args import check_ov
 from chronos_async._errors import ValidationError
 from chronos_async._filters import (
     after_filter,
@@ -140,8 +141,9 @@ class Reader:
     ) -> Item | None:
         """Version ``ov`` exactly (deleted versions included), or ``None``."""
         item_id = validate_id(item_id)
-        if isinstance(ov, bool) or not isinstance(ov, int) or not 0 <= ov < 2**63:
-            raise ValidationError("ov must be a non-negative 64-bit integer")
+        if ov is None:
+            raise ValidationError("ov is required")
+        check_ov(ov, "ov")
         self._check_ttl(presign, ttl_seconds)
         await self.scope.ready()
         head_ov, doc = await asyncio.gather(

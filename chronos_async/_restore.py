@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from chronos_async._args import check_ov, check_text
 from chronos_async._errors import (
     ChronosError,
     NotFoundError,
@@ -30,7 +31,7 @@ from chronos_async._keys import validate_id, version_id
 from chronos_async._models import WriteResult, from_us
 from chronos_async._publish import Doc
 from chronos_async._read import parse_at
-from chronos_async._write import Built, Writer, carry, check_ov, check_text, reuse_payload
+from chronos_async._write import Built, Writer, carry, reuse_payload
 
 __all__ = ["RestoreReport", "restore_collection", "restore_object"]
 

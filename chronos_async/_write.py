@@ -13,6 +13,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from chronos_async._args import check_ov, check_text
 from chronos_async._codec import EncodedPayload, encode_payload_async
 from chronos_async._errors import (
     ItemDeletedError,
@@ -31,8 +32,6 @@ __all__ = [
     "Built",
     "Writer",
     "carry",
-    "check_ov",
-    "check_text",
     "check_writable",
     "result_of",
     "retry_conflicts",
@@ -43,32 +42,8 @@ __all__ = [
 Built = tuple[dict[str, Any], EncodedPayload | None]
 
 T = TypeVar("T")
-_MAX_TEXT = 2048
-_INT64_MAX = 2**63 - 1
 #: Head fields a new version inherits unless the operation sets them.
 _CARRIED = ("parent_id", "origin_id", "function_ids", "meta", "restored_from")
-
-
-def check_text(value: object, what: str) -> str | None:
-    """Validate an optional short text argument (actor, reason, function id)."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > _MAX_TEXT:
-        raise ValidationError(f"{what} must be a string of at most {_MAX_TEXT} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError(f"{what} is not valid UTF-8 (a lone surrogate)") from None
-    return value
-
-
-def check_ov(value: object, what: str) -> int | None:
-    """Validate an optional version number (a non-negative int, not a bool)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _INT64_MAX:
-        raise ValidationError(f"{what} must be a non-negative 64-bit integer")
-    return value
 
 
 def check_writable(head: Doc, expected: int | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from hypothesis import strategies as st
 
 from chronos_async import Collection
 from chronos_async._keys import collection_prefix
@@ -33,3 +34,13 @@ def assert_same(actual: Any, expected: Any) -> None:
     """Equal as Python values and as canonical JSON (so 1 and 1.0, True and 1 differ)."""
     assert canon(actual) == canon(expected)
     assert actual == expected
+
+
+#: Any JSON scalar the codec accepts (finite floats, signed 64-bit integers).
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5)
+)
