@@ -217,3 +217,54 @@ def test_fast_depth_check_agrees_with_the_reference_walk(
     fast = refused(lambda: encode_payload(data, max_bytes=10**6, max_depth=limit))
     reference = refused(lambda: check_shape(data, max_depth=limit))
     assert fast == reference
+
+
+any_floats = st.floats() | st.sampled_from([math.nan, math.inf, -math.inf, -0.0, 5e-324])
+values_with_any_float = st.recursive(
+    st.none() | st.integers(-(2**31), 2**31) | any_floats | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=4), inner, max_size=5)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.dictionaries(st.text(max_size=4), values_with_any_float, max_size=6))
+def test_fast_non_finite_check_agrees_with_the_reference_walk(data: dict[str, Any]) -> None:
+    try:
+        check_shape(data, max_depth=64)
+    except ValidationError:
+        with pytest.raises(ValidationError, match="NaN or Infinity"):
+            encode_payload(data, max_bytes=LIMIT)
+    else:
+        encoded = encode_payload(data, max_bytes=LIMIT)
+        assert decode_payload(encoded.body, expected_sha256=None, where="r") == data
+
+
+def test_a_non_finite_float_is_found_wherever_it_hides() -> None:
+    # next to nulls, shared by reference, deep in a large record, in a tuple
+    shared_nan = math.nan
+    rows = [{"v": float(i) / 3, "n": None, "t": (1, i)} for i in range(2000)]
+    for bad in (shared_nan, math.inf, -math.inf):
+        for where in (0, 999, 1999):
+            record = {"rows": [dict(r) for r in rows], "same": [shared_nan, shared_nan]}
+            if bad is not shared_nan:
+                record["same"] = [1.5, 2.5]
+            record["rows"][where]["v"] = bad
+            with pytest.raises(ValidationError, match="NaN or Infinity"):
+                encode_payload(record, max_bytes=LIMIT)
+    encode_payload({"rows": rows}, max_bytes=LIMIT)
+
+
+@pytest.mark.parametrize("limit", [1, 2, 200, 253, 254, 255, 300])
+def test_depth_limit_holds_near_and_beyond_the_encoder_limit(limit: int) -> None:
+    encode_payload(_nested(min(limit, 254)), max_bytes=LIMIT, max_depth=limit)
+    # an empty container one level below the deepest allowed one is still fine
+    deepest_allowed: Any = {}
+    for _ in range(min(limit, 254) - 1):
+        deepest_allowed = [deepest_allowed]
+    if min(limit, 254) < 254:
+        encode_payload({"x": deepest_allowed}, max_bytes=LIMIT, max_depth=limit)
+    with pytest.raises(ValidationError):
+        encode_payload(_nested(limit + 1), max_bytes=LIMIT, max_depth=limit)
