@@ -9,7 +9,6 @@ can write into the folder can change payloads anyway (reads still verify sha256)
 from __future__ import annotations
 
 import builtins
-import contextlib
 import errno
 import functools
 import os
@@ -23,16 +22,13 @@ import anyio.to_thread
 
 from chronos_async._errors import StorageError, ValidationError
 from chronos_async.storage._common import Lifecycle, check_key, check_prefix, is_valid_key
+from chronos_async.storage._files import TMP_MARK, delete_files, read_file, write_file
 from chronos_async.storage._protocol import BlobInfo, BlobMissingError, Role
 
 __all__ = ["LocalBlobStore"]
 
 _T = TypeVar("_T")
 _ROLES: Final[tuple[Role, ...]] = ("json", "content", "backups")
-
-#: ``~`` can never appear in a key, so temporary files can never be mistaken for payloads
-#: (``list`` skips them and no key can name them).
-_TMP_MARK: Final = "~"
 
 # errno values after which the same call can succeed later without any change to the
 # request: a full disk or quota is freed by an operator, descriptor/memory exhaustion and
@@ -58,22 +54,6 @@ def _storage_error(exc: OSError, op: str, role: Role | None, key: str | None) ->
         f"local store: {op}{where}{store} failed: {code} ({exc.strerror or exc})",
         retryable=exc.errno in _RETRYABLE_ERRNOS,
     )
-
-
-def _fsync_dir(path: Path) -> None:
-    # Makes a new directory entry (a linked file, a created folder) durable. Windows cannot
-    # open directories; NTFS journals its metadata, so there is nothing to do there.
-    if os.name == "nt":
-        return
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _is_inside(path: Path, folder: Path) -> bool:
-    return Path(os.path.realpath(path)).is_relative_to(folder)
 
 
 class LocalBlobStore:
@@ -136,15 +116,16 @@ class LocalBlobStore:
         """
         folder = self._folder(role)
         check_key(key)
-        await self._run(functools.partial(self._put_sync, folder, key, body), "put", role, key)
+        await self._run(functools.partial(write_file, folder, key, body), "put", role, key)
 
     async def get(self, key: str, *, role: Role = "json") -> bytes:
         """The bytes stored under ``key`` (:class:`BlobMissingError` if there are none)."""
         folder = self._folder(role)
         check_key(key)
-        return await self._run(
-            functools.partial(self._get_sync, folder, role, key), "get", role, key
-        )
+        found = await self._run(functools.partial(read_file, folder, key), "get", role, key)
+        if found is None:
+            raise BlobMissingError(role, key)
+        return found
 
     async def delete(self, keys: builtins.list[str], *, role: Role = "json") -> None:
         """Remove ``keys``; missing keys are ignored. Emptied folders are kept."""
@@ -152,9 +133,7 @@ class LocalBlobStore:
         for key in keys:
             check_key(key)
         if keys:
-            await self._run(
-                functools.partial(self._delete_sync, folder, keys), "delete", role, None
-            )
+            await self._run(functools.partial(delete_files, folder, keys), "delete", role, None)
 
     async def list(self, prefix: str, *, role: Role = "json") -> AsyncIterator[BlobInfo]:
         """Every object whose key starts with ``prefix``, in key order.
@@ -196,96 +175,14 @@ class LocalBlobStore:
             roles[role] = (root / role).resolve(strict=True)
         return root, roles
 
-    def _put_sync(self, folder: Path, key: str, body: bytes) -> None:
-        *dirs, name = key.split("/")
-        parent = self._make_dirs(folder, dirs)
-        if not _is_inside(parent, folder):
-            raise StorageError(f"local store: key {key!r} resolves outside its folder")
-        final = parent / name
-        tmp = parent / f"{name}{_TMP_MARK}{secrets.token_hex(6)}.tmp"
-        # Why link and not os.replace: replace would silently overwrite an existing object.
-        # Why not O_EXCL on the final name: readers could see a half-written file, and a
-        # crash would leave a truncated payload under a valid key. Writing a temp file,
-        # fsyncing it, then os.link(tmp, final) publishes complete bytes atomically and the
-        # link fails with EEXIST when the key exists, which is exactly "create, never
-        # replace". A crash can leave only a "~" temp file, which no key can name.
-        try:
-            with open(tmp, "xb") as file:
-                file.write(body)
-                file.flush()
-                os.fsync(file.fileno())
-            try:
-                os.link(tmp, final)
-            except FileExistsError:
-                if not self._same_bytes(final, body):
-                    raise StorageError(
-                        f"local store: key {key!r} already exists with other bytes; "
-                        "payload objects are never overwritten"
-                    ) from None
-        finally:
-            # Also after a failed write (ENOSPC...): no partial temp file stays behind.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        _fsync_dir(parent)
-
-    @staticmethod
-    def _make_dirs(folder: Path, dirs: builtins.list[str]) -> Path:
-        current = folder
-        for segment in dirs:
-            parent, current = current, current / segment
-            try:
-                os.mkdir(current)
-            except FileExistsError:
-                # Never descend through a symlink: it could lead outside the folder, and
-                # creating folders there would already be a write outside the base.
-                if current.is_symlink():
-                    raise StorageError(
-                        f"local store: {segment!r} in the key path is a symbolic link"
-                    ) from None
-            else:
-                _fsync_dir(parent)
-        return current
-
-    @staticmethod
-    def _same_bytes(path: Path, body: bytes) -> bool:
-        with open(path, "rb") as file:
-            if os.fstat(file.fileno()).st_size != len(body):
-                return False
-            return file.read() == body
-
-    @staticmethod
-    def _get_sync(folder: Path, role: Role, key: str) -> bytes:
-        path = folder.joinpath(*key.split("/"))
-        if not _is_inside(path, folder):
-            raise StorageError(f"local store: key {key!r} resolves outside its folder")
-        try:
-            with open(path, "rb") as file:
-                return file.read()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise BlobMissingError(role, key) from None
-
-    @staticmethod
-    def _delete_sync(folder: Path, keys: builtins.list[str]) -> None:
-        touched: set[Path] = set()
-        for key in keys:
-            path = folder.joinpath(*key.split("/"))
-            if not _is_inside(path.parent, folder):
-                raise StorageError(f"local store: key {key!r} resolves outside its folder")
-            try:
-                os.unlink(path)
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-                continue
-            touched.add(path.parent)
-        for parent in touched:
-            _fsync_dir(parent)
-
     @staticmethod
     def _list_sync(folder: Path, prefix: str) -> builtins.list[BlobInfo]:
         # Start in the deepest folder the prefix names completely; the partial last segment
         # only filters. Symbolic links are neither followed nor listed.
         complete = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         start = folder.joinpath(*complete.split("/")) if complete else folder
-        if not start.is_dir() or start.is_symlink() or not _is_inside(start, folder):
+        inside = Path(os.path.realpath(start)).is_relative_to(folder)
+        if not start.is_dir() or start.is_symlink() or not inside:
             return []
         found: builtins.list[BlobInfo] = []
         pending = [(start, f"{complete}/" if complete else "")]
@@ -294,7 +191,7 @@ class LocalBlobStore:
             with os.scandir(directory) as entries:
                 for entry in entries:
                     key = rel + entry.name
-                    if _TMP_MARK in entry.name:
+                    if TMP_MARK in entry.name:
                         continue
                     if entry.is_dir(follow_symlinks=False):
                         sub = key + "/"
@@ -311,7 +208,7 @@ class LocalBlobStore:
         return found
 
     def _ping_sync(self) -> None:
-        probe = self._root / f".ping{_TMP_MARK}{secrets.token_hex(6)}"
+        probe = self._root / f".ping{TMP_MARK}{secrets.token_hex(6)}"
         with open(probe, "xb") as file:
             file.write(b"ping")
         os.unlink(probe)

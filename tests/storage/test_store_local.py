@@ -15,6 +15,7 @@ import pytest
 
 from chronos_async import StorageError, ValidationError
 from chronos_async.storage import BlobMissingError, LocalBlobStore
+from chronos_async.storage import _files
 from chronos_async.storage.local import _storage_error
 
 
@@ -40,8 +41,13 @@ def base(tmp_path: Path) -> Path:
     return tmp_path / "base"
 
 
-@pytest.fixture
-async def local(base: Path) -> AsyncIterator[LocalBlobStore]:
+@pytest.fixture(params=["at-calls", "paths"])
+async def local(
+    request: pytest.FixtureRequest, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[LocalBlobStore]:
+    """The store walking keys with ``*at`` calls (POSIX), and with checked paths (Windows)."""
+    if request.param == "paths":
+        monkeypatch.setattr(_files, "_AT_CALLS", False)
     async with LocalBlobStore(base) as store:
         yield store
 
