@@ -16,10 +16,13 @@ import marshal
 import math
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
 import anyio
+import anyio.lowlevel
+import anyio.to_thread
 import orjson
 
 from chronos_async._errors import IntegrityError, ValidationError
@@ -201,20 +204,6 @@ _NON_FINITE_FLOATS: Final = tuple(
 )
 
 
-def _maybe_non_finite(data: Any) -> bool:
-    """False only when no float in ``data`` is NaN or infinite (true may be a false alarm).
-
-    ``marshal`` serializes the whole record in C and a regular expression scans its
-    bytes for the bit pattern only non-finite floats have: together under half the time
-    of a Python walk. A byte run that merely looks like one just costs the exact walk.
-    """
-    try:
-        dumped = marshal.dumps(data, 4)
-    except ValueError:  # nested beyond marshal's own limit: let the walk decide
-        return True
-    return any(pattern.search(dumped) is not None for pattern in _NON_FINITE_FLOATS)
-
-
 def _too_deep(data: Any, max_depth: int) -> bool:
     """True when a non-empty container is nested ``max_depth`` levels deep or more.
 
@@ -226,18 +215,31 @@ def _too_deep(data: Any, max_depth: int) -> bool:
     return b"\n" + b" " * (2 * (max_depth + 1)) in indented
 
 
-def _finish(
-    data: Any, body: bytes, *, max_bytes: int, max_depth: int, hash_body: bool = True
-) -> EncodedPayload:
+def _check_steps(data: Any, body: bytes, *, max_bytes: int, max_depth: int) -> Iterator[None]:
+    """The checks orjson does not make, pausing (``yield``) between the costly steps.
+
+    NaN and Infinity (orjson writes them as ``null``, so they can only hide when a null
+    appears): ``marshal`` serializes the record in C and a regular expression scans its
+    bytes for the bit pattern only non-finite floats have, under half the time of a
+    Python walk; a byte run that merely looks like one costs the exact walk. Integers
+    beyond signed 64 bits (orjson writes unsigned ones, MongoDB cannot hold them) show as
+    19 digits in a row.
+    """
     if len(body) > max_bytes:
         raise ValidationError(f"payload is {len(body)} bytes; the limit is {max_bytes}")
-    # orjson writes NaN and Infinity as null: only when a null appears can one hide.
-    if b"null" in body and _maybe_non_finite(data):
-        check_shape(data, max_depth=max_depth)
-    # orjson also writes unsigned 64-bit integers, which MongoDB cannot hold.
+    if b"null" in body:
+        try:
+            dumped: bytes | None = marshal.dumps(data, 4)
+        except ValueError:  # nested beyond marshal's own limit: let the walk decide
+            dumped = None
+        for pattern in _NON_FINITE_FLOATS:
+            yield
+            if dumped is None or pattern.search(dumped) is not None:
+                check_shape(data, max_depth=max_depth)
+                break
+    yield
     if _NINETEEN_DIGITS in body.translate(_DIGITS_AS_ZERO):
         check_shape(data, max_depth=max_depth)
-    return EncodedPayload(body=body, sha256=sha256_hex(body) if hash_body else "")
 
 
 def encode_payload(data: Any, *, max_bytes: int, max_depth: int = 64) -> EncodedPayload:
@@ -246,25 +248,31 @@ def encode_payload(data: Any, *, max_bytes: int, max_depth: int = 64) -> Encoded
     Raises :class:`~chronos_async.ValidationError` when ``data`` is not a dict, holds a
     non-JSON value, is too deep, or encodes to more than ``max_bytes``.
     """
-    return _finish(data, _dump(data, max_depth), max_bytes=max_bytes, max_depth=max_depth)
+    body = _dump(data, max_depth)
+    for _ in _check_steps(data, body, max_bytes=max_bytes, max_depth=max_depth):
+        pass
+    return EncodedPayload(body=body, sha256=sha256_hex(body))
 
 
 async def encode_payload_async(
     data: Any, *, max_bytes: int, max_depth: int, offload_bytes: int
 ) -> EncodedPayload:
-    """:func:`encode_payload`, hashing payloads of ``offload_bytes`` or more in a thread.
+    """:func:`encode_payload`, kind to the event loop for payloads of ``offload_bytes``+.
 
-    Only the sha256 moves to the worker thread: hashlib releases the GIL there, so the
-    event loop keeps serving other requests meanwhile. The checks stay on the loop
-    (Python code holds the GIL wherever it runs). ``data`` must not change until this
-    returns.
+    For those, the loop serves other tasks between the checks (each a single C call of
+    about a millisecond per megabyte), and the sha256 runs in a worker thread, where
+    hashlib releases the GIL. (Moving the checks to a thread would not free the loop:
+    they hold the GIL wherever they run.) ``data`` must not change until this returns.
     """
     body = _dump(data, max_depth)
     if len(body) < offload_bytes:
-        return _finish(data, body, max_bytes=max_bytes, max_depth=max_depth)
-    checked = _finish(data, body, max_bytes=max_bytes, max_depth=max_depth, hash_body=False)
+        for _ in _check_steps(data, body, max_bytes=max_bytes, max_depth=max_depth):
+            pass
+        return EncodedPayload(body=body, sha256=sha256_hex(body))
+    for _ in _check_steps(data, body, max_bytes=max_bytes, max_depth=max_depth):
+        await anyio.lowlevel.checkpoint()
     digest = await anyio.to_thread.run_sync(sha256_hex, body)
-    return EncodedPayload(body=checked.body, sha256=digest)
+    return EncodedPayload(body=body, sha256=digest)
 
 
 def decode_payload(body: bytes, *, expected_sha256: str | None, where: str) -> dict[str, Any]:
