@@ -344,7 +344,7 @@ def _weed_flags(ports: WeedPorts, sockets: Path, identities: Path) -> list[str]:
         f"-s3.config={identities}",
         f"-s3.localSocket={sockets / 's3.sock'}",
         f"-filer.localSocket={sockets / 'filer.sock'}",
-        "-master.volumeSizeLimitMB=64",
+        "-master.volumeSizeLimitMB=512",
         "-volume.max=1000",
         "-volume.preStopSeconds=0",
         "-s3.allowDeleteBucketNotEmpty=false",
