@@ -268,3 +268,15 @@ def test_depth_limit_holds_near_and_beyond_the_encoder_limit(limit: int) -> None
         encode_payload({"x": deepest_allowed}, max_bytes=LIMIT, max_depth=limit)
     with pytest.raises(ValidationError):
         encode_payload(_nested(limit + 1), max_bytes=LIMIT, max_depth=limit)
+
+
+@pytest.mark.parametrize("with_null", [False, True])
+def test_integers_beyond_signed_64_bits_are_found_with_or_without_nulls(with_null: bool) -> None:
+    extra = {"n": None} if with_null else {}
+    big = 2**63
+    for bad in ({"x": big}, {"x": [big, big]}, {"x": {"y": 2**64 - 1}}):
+        with pytest.raises(ValidationError, match="signed 64-bit"):
+            encode_payload({**extra, **bad}, max_bytes=LIMIT)
+    for fine in (2**63 - 1, -(2**63), 2**60, 2**60 - 1, 2**31):
+        encoded = encode_payload({**extra, "x": [fine, fine]}, max_bytes=LIMIT)
+        assert decode_payload(encoded.body, expected_sha256=None, where="r")["x"] == [fine, fine]

@@ -172,9 +172,14 @@ async def test_interrupted_collection_restore_converges(users: Collection) -> No
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await _snapshot(users, ids) != target
+    after_cancel = await _snapshot(users, ids)
+    already = {i for i in ids if after_cancel[i] == target[i]}
+    # the interrupted run restored at least the 4 records it reported, and not all 12
+    assert 4 <= len(already) < 12, after_cancel
     report = await users.restore_collection(cv=target_cv)
-    assert len(report.restored) + len(report.unchanged) == 12 and len(report.unchanged) >= 4
+    assert report.failed == ()
+    assert set(report.unchanged) == already, report
+    assert set(report.restored) == set(ids) - already, report
     assert await _snapshot(users, ids) == target
 
 
