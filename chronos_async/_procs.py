@@ -344,6 +344,10 @@ def _weed_flags(ports: WeedPorts, sockets: Path, identities: Path) -> list[str]:
         f"-s3.config={identities}",
         f"-s3.localSocket={sockets / 's3.sock'}",
         f"-filer.localSocket={sockets / 'filer.sock'}",
+        # Every bucket takes volumes and growing one stalls writes for ~1 s: 64 MB volumes
+        # filled every ~2 s under benchmark load. Volumes are not preallocated, so a
+        # larger limit costs no disk; volume.max is explicit because its default is
+        # free disk / volume size.
         "-master.volumeSizeLimitMB=512",
         "-volume.max=1000",
         "-volume.preStopSeconds=0",

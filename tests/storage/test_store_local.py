@@ -14,8 +14,7 @@ from urllib.request import url2pathname
 import pytest
 
 from chronos_async import StorageError, ValidationError
-from chronos_async.storage import BlobMissingError, LocalBlobStore
-from chronos_async.storage import _files
+from chronos_async.storage import BlobMissingError, LocalBlobStore, _files
 from chronos_async.storage.local import _storage_error
 
 
