@@ -21,6 +21,7 @@ suite runs against external servers (``CHRONOS_TEST_*``): those cannot be stoppe
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -601,27 +602,46 @@ async def run_outage(
     writers = [asyncio.create_task(write_loop(users, rid, ledger, stop)) for rid in ids]
     down = False
     try:
-        await ledger.until("writes before the outage", lambda: ledger.count("before", ok=True) > 11)
-        ledger.phase = "outage"
-        down = True
-        await stop_server()
-        await ledger.until(
-            "a failure of every writer during the outage",
-            lambda: all(ledger.count("outage", rid, ok=False) >= 1 for rid in ids),
-        )
-        await during_outage()
-        await restart_server()
-        down = False
-        ledger.phase = "after"
-        await ledger.until(
-            "writes of every writer after the restart",
-            lambda: all(ledger.count("after", rid, ok=True) >= 3 for rid in ids),
-        )
+        # Every step below has its own bound; this one turns any hang into a traceback
+        # that shows where the outage sequence was waiting.
+        async with asyncio.timeout(240):
+            await ledger.until(
+                "writes before the outage", lambda: ledger.count("before", ok=True) > 11
+            )
+            ledger.phase = "outage"
+            down = True
+            await stop_server()
+            await ledger.until(
+                "a failure of every writer during the outage",
+                lambda: all(ledger.count("outage", rid, ok=False) >= 1 for rid in ids),
+            )
+            await during_outage()
+            await restart_server()
+            down = False
+            ledger.phase = "after"
+            await ledger.until(
+                "writes of every writer after the restart",
+                lambda: all(ledger.count("after", rid, ok=True) >= 3 for rid in ids),
+            )
     finally:
         stop.set()
-        await asyncio.gather(*writers)
-        if down:  # the test failed mid-outage: clients must not be closed against a dead server
+        if down:  # failed mid-outage: bring the server back before waiting for the writers
             await restart_server()
+        await _settle(writers)
+
+
+async def _settle(writers: list[asyncio.Task[None]]) -> None:
+    """Wait for the writers to stop; one still busy after a minute fails with its stack."""
+    _, stuck = await asyncio.wait(writers, timeout=60)
+    if stuck:
+        stacks = io.StringIO()
+        for task in stuck:
+            task.print_stack(file=stacks)
+            task.cancel()
+        await asyncio.gather(*stuck, return_exceptions=True)
+        pytest.fail(f"{len(stuck)} writer(s) still busy a minute after stop:\n{stacks.getvalue()}")
+    for task in writers:
+        task.result()  # a writer that crashed fails the test
 
 
 def _external(*names: str) -> bool:
