@@ -28,6 +28,7 @@ from chronos_async._sections import (
     CollectionMap,
     CounterRules,
     CountersConfig,
+    DeadlinesConfig,
     DevShadowConfig,
     FallbackConfig,
     LeaseConfig,
@@ -120,6 +121,7 @@ class ChronosConfig(Section):
     transactions: TransactionsConfig = Field(default_factory=TransactionsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     leases: LeaseConfig = Field(default_factory=LeaseConfig)
+    deadlines: DeadlinesConfig = Field(default_factory=DeadlinesConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     mongo_client: MongoClientOptions = Field(default_factory=MongoClientOptions)
     restore: RestoreConfig = Field(default_factory=RestoreConfig)

@@ -14,6 +14,7 @@ __all__ = [
     "CounterRule",
     "CounterRules",
     "CountersConfig",
+    "DeadlinesConfig",
     "DevShadowConfig",
     "FallbackConfig",
     "LeaseConfig",
@@ -309,6 +310,30 @@ class LimitsConfig(Section):
     enrich_retries: int = Field(default=10, ge=0)
     default_list_limit: int = Field(default=50, gt=0)
     max_presign_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+
+
+class DeadlinesConfig(Section):
+    """Upper bounds on waiting, so a stalled server never holds a caller (or a lease) long.
+
+    ``mongo_ms`` bounds every MongoDB operation (pymongo's ``timeoutMS``: server
+    selection, connection checkout and the round trip); ``store_ms`` every payload-store
+    call (a PUT, a GET, a delete batch, one listing page). A step that exceeds its
+    deadline raises a retryable :class:`~chronos_async.StorageError`; a write withdraws
+    what it did and frees its lease first.
+
+    ``commit_ms`` bounds the last step of a write: a version claimed at time ``c`` is
+    published before ``c + commit_ms / 2`` or not at all (its writer withdraws), and a
+    reader that meets a claim younger than ``commit_ms`` waits for its outcome, so
+    as-of answers never change afterwards (see the README's guarantees).
+
+    ``close_ms`` is how long :meth:`Chronos.aclose` lets writes in flight finish before
+    it cancels them (each cancelled write still withdraws and frees its lease).
+    """
+
+    mongo_ms: int = Field(default=10_000, ge=100)
+    store_ms: int = Field(default=20_000, ge=100)
+    commit_ms: int = Field(default=2_000, ge=50)
+    close_ms: int = Field(default=10_000, ge=0)
 
 
 class RestoreConfig(Section):
