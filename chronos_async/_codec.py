@@ -3,20 +3,28 @@
 The stored form of a record's data is compact UTF-8 JSON with object keys sorted, made
 by orjson. The same data therefore always gives the same bytes and the same sha256,
 whatever the key order the caller used, which is what no-op detection and integrity
-checks compare. Only JSON types are accepted: ``dict`` with ``str`` keys, ``list`` (and
-``tuple``, stored as a list), ``str``, ``int`` (64-bit), finite ``float``, ``bool`` and
-``None``. Anything else raises :class:`~chronos_async.ValidationError` before a byte is
-written.
+checks compare. Only JSON types are accepted, each exactly (no subclass): ``dict`` with
+``str`` keys, ``list`` (and ``tuple``, stored as a list), ``str``, ``int`` (64-bit),
+finite ``float``, ``bool`` and ``None``. Anything else raises
+:class:`~chronos_async.ValidationError` before a byte is written.
+
+How that is checked fast: orjson refuses most other types itself (through ``default``),
+but it natively writes ``uuid.UUID``, ``enum.Enum`` members and ``orjson.Fragment``
+(raw bytes, not even checked to be JSON), so ``marshal`` (a C dump that refuses every
+object not exactly of a builtin type) runs over every payload too. What both accept is
+exactly the JSON types; when either refuses, the reference walk :func:`check_shape`
+decides and names the culprit. marshal's output also serves the NaN/Infinity scan.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import marshal
 import math
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -74,31 +82,73 @@ def sha256_hex(body: bytes) -> str:
 
 
 def check_shape(data: Any, *, max_depth: int) -> None:
-    """Reject what orjson would silently accept or mangle: NaN/Infinity, deep nesting.
+    """The reference walk: raise :class:`ValidationError` for anything that is not JSON.
 
-    orjson writes NaN and Infinity as ``null``; a record must never change on the way
-    in, so they are refused here. So are integers outside the signed 64-bit range and
-    non-empty containers nested ``max_depth`` levels deep. This is the reference walk;
-    :func:`encode_payload` runs it only when the encoded bytes show it could find
-    something.
+    Refuses every value whose type is not exactly one of the JSON types (subclasses,
+    enums, UUIDs, ``orjson.Fragment``...), object keys that are not ``str``, strings that
+    are not valid Unicode (lone surrogates), NaN and Infinity (orjson would write them
+    as ``null``: a record must never change on the way in), integers outside the signed
+    64-bit range, and non-empty containers nested ``max_depth`` levels deep. It is exact
+    and slow; :func:`encode_payload` runs it only when its C-speed checks show it could
+    find something.
     """
-    stack: list[tuple[Any, int]] = [(data, 0)]
+    # (container, depth): ``data`` is checked as the element of a list at depth -1.
+    stack: list[tuple[Any, int]] = [([data], -1)]
     while stack:
-        value, depth = stack.pop()
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise ValidationError("payload holds NaN or Infinity, which JSON cannot represent")
-        elif isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
-            # orjson also writes unsigned 64-bit values; MongoDB cannot store them.
-            raise ValidationError(f"integer {value} does not fit in a signed 64-bit number")
-        elif isinstance(value, dict):
-            if depth >= max_depth and value:
-                raise ValidationError(f"payload is nested deeper than {max_depth} levels")
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, (list, tuple)):
-            if depth >= max_depth and value:
-                raise ValidationError(f"payload is nested deeper than {max_depth} levels")
-            stack.extend((v, depth + 1) for v in value)
+        container, depth = stack.pop()
+        if type(container) is dict:
+            for key in container:
+                if type(key) is not str:
+                    raise ValidationError(
+                        f"payload has an object key of type {type(key).__name__}; keys must be str"
+                    )
+                if not key.isascii():
+                    _check_unicode(key, "an object key")
+            children: Iterable[Any] = container.values()
+        else:
+            children = container
+        for value in children:
+            kind = type(value)
+            if kind is str:
+                if not value.isascii():
+                    _check_unicode(value, "a string")
+            elif kind is int:
+                if not _INT64_MIN <= value <= _INT64_MAX:
+                    # orjson also writes unsigned 64-bit values; MongoDB cannot store them.
+                    raise ValidationError(f"integer {value} does not fit in a signed 64-bit number")
+            elif kind is float:
+                if not math.isfinite(value):
+                    raise ValidationError(
+                        "payload holds NaN or Infinity, which JSON cannot represent"
+                    )
+            elif kind is dict or kind is list or kind is tuple:
+                if value:
+                    if depth + 1 >= max_depth:
+                        raise ValidationError(f"payload is nested deeper than {max_depth} levels")
+                    stack.append((value, depth + 1))
+            elif value is not None and kind is not bool:
+                raise _not_a_json_type(value)
+
+
+def _check_unicode(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(
+            f"payload holds {what} that is not valid Unicode (a lone surrogate)"
+        ) from None
+
+
+def _not_a_json_type(value: object) -> ValidationError:
+    """The error naming the type of ``value`` (never the value: it may be personal data)."""
+    name = type(value).__name__
+    article = "an" if name[:1] in "AEIOaeio" else "a"
+    if isinstance(value, enum.Enum):
+        note = " (an Enum member)"
+    else:
+        base = next((b for b in (str, int, float, dict, list, tuple) if isinstance(value, b)), None)
+        note = f" (a subclass of {base.__name__})" if base is not None else ""
+    return ValidationError(f"payload holds {article} {name}{note}, which is not a JSON type")
 
 
 def _probe_orjson_chain_limit() -> int | None:
@@ -218,23 +268,29 @@ def _too_deep(data: Any, max_depth: int) -> bool:
 def _check_steps(data: Any, body: bytes, *, max_bytes: int, max_depth: int) -> Iterator[None]:
     """The checks orjson does not make, pausing (``yield``) between the costly steps.
 
+    Types: ``marshal`` dumps the record in C and refuses any object not exactly of a
+    builtin type; orjson already refused the builtin types that are not JSON (sets,
+    bytes, ...), so what both accept holds JSON types only. When marshal refuses, the
+    exact walk decides (and names the type).
+
     NaN and Infinity (orjson writes them as ``null``, so they can only hide when a null
-    appears): ``marshal`` serializes the record in C and a regular expression scans its
-    bytes for the bit pattern only non-finite floats have, under half the time of a
-    Python walk; a byte run that merely looks like one costs the exact walk. Integers
-    beyond signed 64 bits (orjson writes unsigned ones, MongoDB cannot hold them) show as
-    19 digits in a row.
+    appears): a regular expression scans marshal's bytes for the bit pattern only
+    non-finite floats have, under half the time of a Python walk; a byte run that merely
+    looks like one costs the exact walk. Integers beyond signed 64 bits (orjson writes
+    unsigned ones, MongoDB cannot hold them) show as 19 digits in a row.
     """
     if len(body) > max_bytes:
         raise ValidationError(f"payload is {len(body)} bytes; the limit is {max_bytes}")
+    try:
+        dumped = marshal.dumps(data, 4)
+    except ValueError:  # not exactly builtin types (or nested beyond marshal's own limit)
+        yield
+        check_shape(data, max_depth=max_depth)  # checks NaN and 64-bit integers too
+        return
     if b"null" in body:
-        try:
-            dumped: bytes | None = marshal.dumps(data, 4)
-        except ValueError:  # nested beyond marshal's own limit: let the walk decide
-            dumped = None
         for pattern in _NON_FINITE_FLOATS:
             yield
-            if dumped is None or pattern.search(dumped) is not None:
+            if pattern.search(dumped) is not None:
                 check_shape(data, max_depth=max_depth)
                 break
     yield

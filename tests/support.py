@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 from hypothesis import strategies as st
+from pymongo import AsyncMongoClient
 
 from chronos_async import Collection
 from chronos_async._keys import collection_prefix
@@ -23,6 +24,26 @@ async def footprint(users: Collection) -> tuple[int, int, int]:
     prefix = collection_prefix(scope.tenant, scope.db, scope.collection)
     blobs = [info async for info in scope.store.list(prefix)]
     return heads, versions, len(blobs)
+
+
+def exact_types(value: Any) -> Any:
+    """``value`` with every node tagged by its exact type (a tuple reads as a list), so
+    two values compare equal only when they hold the same JSON with the same types."""
+    if type(value) is dict:
+        return ("dict", {k: exact_types(v) for k, v in value.items()})
+    if type(value) in (list, tuple):
+        return ("list", [exact_types(v) for v in value])
+    return (type(value).__name__, value)
+
+
+async def drop_databases(uri: str, *names: str) -> None:
+    """Drop ``names`` on the MongoDB server at ``uri`` (test clean-up)."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000)
+    try:
+        for name in names:
+            await client.drop_database(name)
+    finally:
+        await client.close()
 
 
 def canon(value: Any) -> bytes:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import enum
 import math
-from collections import OrderedDict
+import uuid
+from collections import OrderedDict, namedtuple
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from chronos_async._codec import check_shape, decode_payload, encode_payload, sha256_hex
 from chronos_async._errors import IntegrityError, ValidationError
+from tests.support import exact_types, json_scalars
 
 LIMIT = 1 << 20
 
@@ -280,3 +284,155 @@ def test_integers_beyond_signed_64_bits_are_found_with_or_without_nulls(with_nul
     for fine in (2**63 - 1, -(2**63), 2**60, 2**60 - 1, 2**31):
         encoded = encode_payload({**extra, "x": [fine, fine]}, max_bytes=LIMIT)
         assert decode_payload(encoded.body, expected_sha256=None, where="r")["x"] == [fine, fine]
+
+
+# -- types orjson writes natively although they are not JSON -----------------------------
+
+
+class Colour(enum.Enum):
+    RED = 1
+
+
+class Shade(str, enum.Enum):  # noqa: UP042 (the mixin form is what is tested)
+    DARK = "dark"
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class Mode(enum.StrEnum):
+    FAST = "fast"
+
+
+class Text(str):
+    pass
+
+
+class Number(int):
+    pass
+
+
+class Ratio(float):
+    pass
+
+
+class Items(list[Any]):
+    pass
+
+
+Pair = namedtuple("Pair", "a b")
+
+#: Values orjson writes without calling ``default`` (so they slipped through before),
+#: and other non-JSON values, each with the type name the error must give.
+NOT_JSON: list[tuple[str, Any]] = [
+    ("UUID", uuid.UUID("12345678-1234-5678-1234-567812345678")),
+    ("Colour", Colour.RED),
+    ("Shade", Shade.DARK),
+    ("Level", Level.HIGH),
+    ("Mode", Mode.FAST),
+    ("Fragment", orjson.Fragment(b'"looks like a string"')),
+    ("Fragment", orjson.Fragment(b"nul")),  # not even JSON: would be stored as is
+    ("Decimal", decimal.Decimal("1.5")),
+    ("datetime", datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)),
+    ("bytes", b"x"),
+    ("set", {1}),
+    ("Text", Text("x")),
+    ("Number", Number(1)),
+    ("Ratio", Ratio(1.5)),
+    ("Items", Items([1])),
+    ("Pair", Pair(1, 2)),
+    ("OrderedDict", OrderedDict(a=1)),
+]
+
+
+@pytest.mark.parametrize("null", [False, True], ids=["no-null", "with-null"])
+@pytest.mark.parametrize(("name", "value"), NOT_JSON, ids=[n for n, _ in NOT_JSON])
+def test_every_non_json_type_is_refused_and_named(name: str, value: Any, null: bool) -> None:
+    # Anywhere in the record; with a null present too (that takes the NaN-scan branch).
+    extra = {"n": None} if null else {}
+    for data in ({"x": value}, {"a": [1, {"b": (value,)}]}, {"a": {"b": {"c": [value]}}}):
+        with pytest.raises(ValidationError, match=rf"holds an? {name}\b.*not a JSON type"):
+            encode_payload({**extra, **data}, max_bytes=LIMIT)
+        with pytest.raises(ValidationError, match=rf"holds an? {name}\b"):
+            check_shape({**extra, **data}, max_depth=64)
+
+
+@pytest.mark.parametrize(
+    "key", [1, None, True, 1.5, ("a",), Text("k"), Shade.DARK, Mode.FAST], ids=repr
+)
+def test_object_keys_must_be_exactly_str(key: Any) -> None:
+    for data in ({key: 1}, {"a": [{key: 1}]}):
+        with pytest.raises(ValidationError):
+            encode_payload(data, max_bytes=LIMIT)
+        with pytest.raises(ValidationError, match="key"):
+            check_shape(data, max_depth=64)
+
+
+def test_lone_surrogates_are_named_by_the_reference_walk() -> None:
+    with pytest.raises(ValidationError, match="string that is not valid Unicode"):
+        check_shape({"x": ["ok", "\ud800"]}, max_depth=64)
+    with pytest.raises(ValidationError, match="key that is not valid Unicode"):
+        check_shape({"x": {"\udfff": 1}}, max_depth=64)
+    check_shape({"x": {"é": ["日本", "\U0001f600"]}}, max_depth=64)
+
+
+non_json_leaves = st.one_of(
+    st.uuids(),
+    st.sampled_from([Colour.RED, Shade.DARK, Level.HIGH, Mode.FAST]),
+    st.sampled_from([b"1", b"nul", b'"x"', b"[1,2]", b"{}"]).map(lambda raw: orjson.Fragment(raw)),
+    st.decimals(allow_nan=False),
+    st.datetimes(),
+    st.binary(max_size=3),
+    st.sets(st.integers(), max_size=2),
+    st.builds(Text, st.text(max_size=3)),
+    st.builds(Number, st.integers(-5, 5)),
+    st.builds(Ratio, st.floats(allow_nan=False)),
+    st.builds(Pair, st.integers(), st.none()),
+)
+
+
+def _weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
+    """Draw from each strategy ``weight`` times out of the total."""
+    pool = [strategy for weight, strategy in choices for _ in range(weight)]
+    return st.sampled_from(pool).flatmap(lambda strategy: strategy)
+
+
+json_ish_leaves = _weighted(
+    (20, json_scalars),
+    (1, st.sampled_from([2**63, -(2**63) - 1, 2**64, 10**20, math.nan, -math.inf])),
+    (1, st.sampled_from(["\ud800", "a\udfffb"])),
+    (3, non_json_leaves),
+)
+json_ish_keys = _weighted(
+    (30, st.text(max_size=4)),
+    (1, st.sampled_from(["\ud800", 1, None, True, Text("k"), Shade.DARK, Mode.FAST])),
+)
+json_ish = st.recursive(
+    json_ish_leaves,
+    lambda inner: _weighted(
+        (6, st.lists(inner, max_size=4)),
+        (2, st.tuples(inner, inner)),
+        (6, st.dictionaries(json_ish_keys, inner, max_size=4)),
+        (1, st.builds(Items, st.lists(inner, max_size=2))),
+        (1, st.builds(OrderedDict, st.dictionaries(st.text(max_size=3), inner, max_size=2))),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.dictionaries(json_ish_keys, json_ish, max_size=5))
+def test_fast_path_and_reference_walk_agree_on_json_ish_values(data: dict[Any, Any]) -> None:
+    try:
+        check_shape(data, max_depth=64)
+    except ValidationError as exc:
+        with pytest.raises(ValidationError):
+            encode_payload(data, max_bytes=LIMIT)
+        event(f"refused: {str(exc).split(',')[0][:40]}")
+        return
+    encoded = encode_payload(data, max_bytes=LIMIT)
+    # Accepted: stored exactly, each value with its own JSON type (nothing converted).
+    decoded = decode_payload(encoded.body, expected_sha256=encoded.sha256, where="r")
+    assert exact_types(decoded) == exact_types(data)
+    event("accepted")

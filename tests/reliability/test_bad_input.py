@@ -26,6 +26,7 @@ import math
 import reprlib
 import string
 import types
+import uuid
 from collections import OrderedDict, namedtuple
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,14 +34,15 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 import pytest_asyncio
 from bson import Decimal128, Int64, ObjectId
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from chronos_async import ChronosError, Collection
-from tests.support import footprint
+from chronos_async import ChronosError, Collection, ValidationError
+from tests.support import exact_types, footprint
 
 # -- the store every example runs against ----------------------------------------------
 
@@ -90,6 +92,14 @@ class Flag(enum.IntEnum):
     ON = 1
 
 
+class Shade(str, enum.Enum):  # noqa: UP042 (the str-mixin form is what is tested)
+    DARK = "dark"
+
+
+class Mode(enum.StrEnum):
+    FAST = "fast"
+
+
 class Text(str):
     pass
 
@@ -124,8 +134,9 @@ non_json = st.one_of(
     st.builds(ObjectId),
     st.builds(Decimal128, st.just("1.5")),
     st.builds(Int64, st.integers(-5, 5)),
-    st.just(Colour.RED),
-    st.just(Flag.ON),
+    st.sampled_from([Colour.RED, Flag.ON, Shade.DARK, Mode.FAST]),
+    # orjson writes these bytes into the JSON as they are (b"nul" is not even JSON)
+    st.sampled_from([b"1", b'"s"', b"nul", b"{}"]).map(lambda raw: orjson.Fragment(raw)),
     st.builds(Text, st.text(max_size=4)),
     st.builds(Point, st.integers()),
     st.builds(Pair, st.integers(), st.integers()),
@@ -694,19 +705,72 @@ async def test_only_typed_errors_and_refusals_write_nothing(
     kwargs = data.draw(arguments(method), label="kwargs")
     before = await _state(store)
     try:
-        await _call(store, method, kwargs)
+        result = await _call(store, method, kwargs)
     except ChronosError as exc:
         refused: ChronosError | None = exc
         event(f"refused: {type(exc).__name__}")
     else:
         refused = None
         event("accepted")
+        if method in ("create", "update"):
+            # Accepted data is stored exactly: nothing was converted on the way in.
+            stored = await store.get_version(result.id, result.ov)
+            assert stored is not None
+            assert exact_types(stored.data) == exact_types(kwargs["data"]), (
+                f"{method}({_shown(kwargs)}) stored {_SHORT.repr(stored.data)}"
+            )
     if refused is not None:
         after = await _state(store)
         assert after == before, (
             f"{method}({_shown(kwargs)}) raised {type(refused).__name__}: {refused} but "
             f"changed (heads, versions, payloads, cv) from {before} to {after}"
         )
+
+
+#: Values that are not JSON, several of which orjson writes without complaint (UUID,
+#: enums, Fragment), with the type name the refusal must give.
+NOT_JSON: list[tuple[str, Any]] = [
+    ("UUID", uuid.UUID("12345678-1234-5678-1234-567812345678")),
+    ("Colour", Colour.RED),
+    ("Shade", Shade.DARK),
+    ("Flag", Flag.ON),
+    ("Mode", Mode.FAST),
+    ("Fragment", orjson.Fragment(b'"s"')),
+    ("Fragment", orjson.Fragment(b"nul")),
+    ("Decimal", Decimal("1.5")),
+    ("datetime", datetime(2026, 1, 1, tzinfo=UTC)),
+    ("bytes", b"b"),
+    ("set", {1}),
+    ("Text", Text("t")),
+    ("OrderedDict", OrderedDict(city="c")),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), NOT_JSON, ids=[n for n, _ in NOT_JSON])
+async def test_non_json_values_are_refused_by_every_write_and_write_nothing(
+    store: Collection, name: str, value: Any
+) -> None:
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("create", {"data": {"email": "n@x", "x": value}}),
+        ("create", {"data": {"email": "n@x", "n": None, "deep": [{"x": value}]}, "id": "n-1"}),
+        ("update", {"id": LIVE[0], "data": {"email": "u@x", "x": value}, "expected_ov": None}),
+        (
+            "update",
+            {"id": LIVE[0], "data": {"email": "u@x", "a": {"b": [value]}}, "expected_ov": 1},
+        ),
+        ("enrich", {"id": LIVE[0], "patch": {"x": value}}),
+        ("enrich", {"id": LIVE[1], "patch": [{"ok": 1}, {"n": None, "deep": {"x": (value,)}}]}),
+    ]
+    if name == "OrderedDict":  # a dict subclass as the whole record
+        calls.append(("create", {"data": OrderedDict(email="o@x")}))
+        calls.append(("update", {"id": LIVE[1], "data": value, "expected_ov": None}))
+    before = await _state(store)
+    for method, kwargs in calls:
+        with pytest.raises(ValidationError, match=rf"\b{name}\b.*not a JSON type"):
+            await _call(store, method, kwargs)
+        assert await _state(store) == before, f"{method}({_shown(kwargs)}) wrote something"
+    assert (await store.get_latest(LIVE[0])) is not None
+    assert (await store.get_latest("n-1")) is None
 
 
 #: Hostile calls found by the property test above, replayed on every run. Each must
