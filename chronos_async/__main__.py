@@ -2,15 +2,26 @@
 
 ``verify`` exits 0 when the store is clean, 1 when it found violations, 2 on a usage or
 configuration error (or when a backend cannot be reached).
+
+``local-stack`` prints the stack's config with its credentials masked; ``--write-config
+PATH`` also writes the real one (mode 0600) for ``verify --config PATH`` or an app.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from chronos_async import ChronosConfig
+
+__all__ = ["main", "write_config"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     stack = commands.add_parser("local-stack", help="run nx-27017 + SeaweedFS until Ctrl-C")
     stack.add_argument("--data-dir", default=None, help="persist data here (default: temporary)")
     stack.add_argument("--no-s3", action="store_true", help="keep payloads in a local folder")
+    stack.add_argument(
+        "--write-config",
+        metavar="PATH",
+        default=None,
+        help="also write the config with its real credentials to PATH (mode 0600)",
+    )
     verify = commands.add_parser("verify", help="check every invariant; exit 1 on violations")
     reconcile = commands.add_parser(
         "reconcile", help="roll stuck versions forward and remove old orphan payloads"
@@ -67,13 +84,45 @@ async def _reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _local_stack(data_dir: str | None, s3: bool) -> None:
+def write_config(config: ChronosConfig, path: str | Path) -> Path:
+    """Write ``config`` with its real credentials to ``path`` as JSON, readable by the owner
+    only (mode 0600); returns the path written.
+
+    The file is written next to ``path`` and renamed over it, so a reader never sees it
+    half-written, and an existing file (or symlink) at ``path`` is replaced, not followed.
+    """
+    target = Path(path)
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:  # mkstemp creates it 0600
+            out.write(config.to_json(reveal_secrets=True) + "\n")
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return target
+
+
+async def _local_stack(data_dir: str | None, s3: bool, config_path: str | None) -> int:
     from chronos_async.embedded import LocalStack
 
     async with LocalStack(data_dir=data_dir, s3=s3) as stack:
-        print(stack.config().model_dump_json(by_alias=True, indent=2, exclude_defaults=True))
+        config = stack.config()
+        print(config.model_dump_json(by_alias=True, indent=2, exclude_defaults=True), flush=True)
+        if config_path is not None:
+            try:
+                written = write_config(config, config_path)
+            except OSError as exc:
+                print(f"error: cannot write {config_path}: {exc.strerror}", file=sys.stderr)
+                return 2
+            print(
+                f"Config with credentials written to {written.resolve()} (mode 0600)",
+                file=sys.stderr,
+            )
         print("Local stack running; press Ctrl-C to stop.", file=sys.stderr, flush=True)
         await asyncio.Event().wait()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
             asyncio.run(run_demo(s3=not args.no_s3))
         else:
-            asyncio.run(_local_stack(args.data_dir, not args.no_s3))
+            return asyncio.run(_local_stack(args.data_dir, not args.no_s3, args.write_config))
     except KeyboardInterrupt:
         return 130
     except ChronosError as exc:

@@ -4,6 +4,11 @@ Field names are snake_case; the camelCase names of the original chronos-db JSON 
 accepted as aliases, so an existing config file loads unchanged. Unknown keys are
 rejected. The library reads no environment variables.
 
+Secrets never show unless asked for: ``repr``, ``str``, ``model_dump`` and
+``model_dump_json`` mask the S3 keys (``**********``) and every credential in a MongoDB
+URI (``***``). :meth:`ChronosConfig.to_dict` and :meth:`ChronosConfig.to_json` with
+``reveal_secrets=True`` are the one way to get them back, e.g. to write a config file.
+
 Example::
 
     config = ChronosConfig.model_validate({
@@ -21,13 +26,20 @@ from typing import Annotated, Any, Literal
 
 import orjson
 import pydantic
-from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    FieldSerializationInfo,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from chronos_async._errors import ConfigError
 from chronos_async._sections import (
     CollectionMap,
     CounterRules,
-    CountersConfig,
     DeadlinesConfig,
     DevShadowConfig,
     FallbackConfig,
@@ -45,10 +57,11 @@ from chronos_async._sections import (
     TransactionsConfig,
     WriteOptimizationConfig,
     redact_uri,
-    validate_mongo_uri,
+    secrets_revealed,
 )
+from chronos_async.meta._uris import validate_mongo_uri
 
-__all__ = ["ChronosConfig", "SpacesConnection"]
+__all__ = ["ChronosConfig", "CountersConfig", "SpacesConnection"]
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
@@ -88,6 +101,32 @@ class SpacesConnection(Section):
             raise ValueError("key_prefix may hold only letters, digits, '_', '.', '-', '/'")
         return value.strip("/")
 
+    @field_serializer("access_key", "secret_key")
+    def _dump_key(self, value: SecretStr, info: FieldSerializationInfo) -> Any:
+        if secrets_revealed(info):
+            return value.get_secret_value()
+        return str(value) if info.mode_is_json() else value  # "**********" / SecretStr
+
+
+class CountersConfig(Section):
+    """Where the collection totals (``cnt_total``) live."""
+
+    mongo_uri: str
+    db_name: str = Field(min_length=1)
+
+    @field_validator("mongo_uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        return validate_mongo_uri(value)
+
+    @field_serializer("mongo_uri")
+    def _dump_uri(self, value: str, info: FieldSerializationInfo) -> str:
+        return value if secrets_revealed(info) else redact_uri(value)
+
+    def __repr_args__(self) -> Any:
+        yield "mongo_uri", redact_uri(self.mongo_uri)
+        yield "db_name", self.db_name
+
 
 PayloadStorage = Literal["auto", "s3", "local", "mongo"]
 
@@ -126,6 +165,10 @@ class ChronosConfig(Section):
     mongo_client: MongoClientOptions = Field(default_factory=MongoClientOptions)
     restore: RestoreConfig = Field(default_factory=RestoreConfig)
 
+    @field_serializer("mongo_uris")
+    def _dump_uris(self, uris: list[str], info: FieldSerializationInfo) -> list[str]:
+        return list(uris) if secrets_revealed(info) else [redact_uri(u) for u in uris]
+
     @model_validator(mode="after")
     def _cross_field(self) -> ChronosConfig:
         mode = self.resolved_payload_storage
@@ -158,6 +201,31 @@ class ChronosConfig(Section):
         """The collection map of ``name`` (an empty map when none is configured)."""
         found = self.collection_maps.get(name)
         return found if found is not None else _EMPTY_MAP
+
+    # -- output ----------------------------------------------------------------------
+
+    def to_dict(self, *, reveal_secrets: bool = False) -> dict[str, Any]:
+        """The configuration as JSON-ready data with camelCase keys, as :meth:`load` reads it.
+
+        Credentials are masked (S3 keys as ``**********``, URI passwords as ``***``)
+        unless ``reveal_secrets=True``: then the result holds the real ones and loads
+        back to an equal config. Keep such output out of logs and version control.
+        """
+        context = {"reveal_secrets": reveal_secrets}
+        return self.model_dump(mode="json", by_alias=True, context=context)
+
+    def to_json(self, *, reveal_secrets: bool = False, indent: int | None = 2) -> str:
+        """:meth:`to_dict` as JSON text (what :meth:`from_file` and :meth:`load` read).
+
+        Example: a config file for another process, created readable by its owner only
+        (``python -m chronos_async local-stack --write-config PATH`` does the same)::
+
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(config.to_json(reveal_secrets=True))
+        """
+        context = {"reveal_secrets": reveal_secrets}
+        return self.model_dump_json(by_alias=True, indent=indent, context=context)
 
     # -- loading ---------------------------------------------------------------------
 

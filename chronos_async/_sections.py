@@ -1,19 +1,31 @@
-"""The sections of :class:`~chronos_async.ChronosConfig` (one small frozen model each)."""
+"""The sections of :class:`~chronos_async.ChronosConfig` (one small frozen model each).
+
+Also the helpers that keep credentials out of output: :func:`redact_uri` for connection
+strings, :func:`secrets_revealed` for the field serializers of secret fields. The
+sections that hold credentials (``SpacesConnection``, ``CountersConfig``) live in
+:mod:`._config`, next to the URI validation.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any, Literal
-from urllib.parse import unquote
+from urllib.parse import unquote_plus
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FieldSerializationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 __all__ = [
     "CollectionMap",
     "CounterRule",
     "CounterRules",
-    "CountersConfig",
     "DeadlinesConfig",
     "DevShadowConfig",
     "FallbackConfig",
@@ -29,8 +41,10 @@ __all__ = [
     "RoutingConfig",
     "TransactionsConfig",
     "WriteOptimizationConfig",
+    "mask_uri_secrets",
     "redact_uri",
-    "validate_mongo_uri",
+    "secrets_revealed",
+    "uri_secrets",
 ]
 
 
@@ -45,41 +59,59 @@ class Section(BaseModel):
     )
 
 
-_MONGO_URI = re.compile(
-    r"^(mongodb|mongodb\+srv)://(?:(?P<auth>[^@/]*)@)?(?P<hosts>[^/?]+)(?P<rest>.*)$"
+#: Credentials a connection string can hold besides its password.
+_SECRET_OPTIONS = (
+    re.compile(r"(?i)([?&;]tlsCertificateKeyFilePassword=)([^&;#]*)"),
+    re.compile(r"(?i)(AWS_SESSION_TOKEN(?::|%3A))([^,&;#]*)"),
 )
 
 
-def validate_mongo_uri(uri: str) -> str:
-    """Check the shape of a MongoDB connection string (seed lists and ``+srv`` included).
+def uri_secrets(uri: str) -> list[str]:
+    """The credentials written in ``uri`` (password, key-file password, session token),
+    as written and percent-decoded."""
+    rest = uri.partition("://")[2]
+    # pymongo's reading (up to the last "@" before the options), and the broadest one.
+    userinfos = {rest.partition("?")[0].rpartition("@")[0], rest.rpartition("@")[0]}
+    found = [userinfo.partition(":")[2] for userinfo in userinfos if ":" in userinfo]
+    found += [m.group(2) for pattern in _SECRET_OPTIONS for m in pattern.finditer(uri)]
+    found = [secret for secret in found if secret]
+    return found + [unquote_plus(secret) for secret in found]
 
-    No DNS lookup and no connection happen here; pymongo does the full parse at start-up.
-    """
-    match = _MONGO_URI.match(uri)
-    if match is None:
-        raise ValueError("must be a mongodb:// or mongodb+srv:// connection string")
-    if "@" in match["rest"].split("?", 1)[0]:
-        # An unescaped "/" or "@" in a password would otherwise be read as a host or path.
-        raise ValueError("has '@' after the host list: percent-encode '@' and '/' in credentials")
-    hosts = match["hosts"].split(",")
-    for host in hosts:
-        if not host or not re.match(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-%]+)(:\d{1,5})?$", host):
-            raise ValueError("has an invalid host in its seed list")
-        port = host.rsplit(":", 1)[1] if ":" in host and not host.endswith("]") else None
-        if port is not None and not 0 < int(port) < 65536:
-            raise ValueError("has a port out of range")
-    if match.group(1) == "mongodb+srv" and (len(hosts) != 1 or ":" in hosts[0]):
-        raise ValueError("mongodb+srv:// takes exactly one host name and no port")
-    return uri
+
+def mask_uri_secrets(text: str, uri: str) -> str:
+    """``text`` (an error message about ``uri``), withheld when it shows a credential."""
+    if any(secret in text for secret in uri_secrets(uri)):
+        return "(details withheld: they would show a credential)"
+    return text
 
 
 def redact_uri(uri: str) -> str:
-    """The URI with any password replaced by ``***`` (safe to log and to print)."""
-    match = _MONGO_URI.match(uri)
-    if match is None or not match["auth"]:
-        return uri
-    user = unquote(match["auth"].split(":", 1)[0])
-    return f"{match.group(1)}://{user}:***@{match['hosts']}{match['rest']}"
+    """The URI with its credentials replaced by ``***`` (safe to log and to print).
+
+    Masks the password, ``tlsCertificateKeyFilePassword`` and an ``AWS_SESSION_TOKEN``
+    in ``authMechanismProperties``; the user name stays. The result is still a valid
+    URI, so a redacted config loads (and fails to authenticate) rather than breaking.
+    """
+    scheme, sep, rest = uri.partition("://")
+    head, qmark, query = rest.partition("?")
+    # pymongo reads the user info up to the last "@" of the part before the options.
+    userinfo, at, hosts = head.rpartition("@")
+    if sep and at and ":" in userinfo:
+        head = f"{userinfo.partition(':')[0]}:***@{hosts}"
+    redacted = f"{scheme}{sep}{head}{qmark}{query}"
+    for pattern in _SECRET_OPTIONS:
+        redacted = pattern.sub(r"\1***", redacted)
+    return redacted
+
+
+def secrets_revealed(info: FieldSerializationInfo) -> bool:
+    """True when a dump was asked for the real secrets (context ``reveal_secrets=True``).
+
+    Used by the field serializers of secret fields; ``ChronosConfig.to_dict`` and
+    ``to_json`` are the documented way to ask.
+    """
+    context = info.context
+    return isinstance(context, dict) and context.get("reveal_secrets") is True
 
 
 class LocalStorageConfig(Section):
@@ -94,22 +126,6 @@ class MongoStorageConfig(Section):
 
     database: str = Field(default="chronos_payloads", min_length=1, max_length=63)
     collection: str = Field(default="payloads", min_length=1, max_length=100)
-
-
-class CountersConfig(Section):
-    """Where the collection totals (``cnt_total``) live."""
-
-    mongo_uri: str
-    db_name: str = Field(min_length=1)
-
-    @field_validator("mongo_uri")
-    @classmethod
-    def _uri(cls, value: str) -> str:
-        return validate_mongo_uri(value)
-
-    def __repr_args__(self) -> Any:
-        yield "mongo_uri", redact_uri(self.mongo_uri)
-        yield "db_name", self.db_name
 
 
 class RoutingConfig(Section):
@@ -351,3 +367,9 @@ class MongoClientOptions(Section):
     connect_timeout_ms: int = Field(default=5_000, gt=0)
     socket_timeout_ms: int | None = Field(default=30_000, gt=0)
     app_name: str = "chronos-async"
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> MongoClientOptions:
+        if self.min_pool_size > self.max_pool_size:  # pymongo refuses it at start-up
+            raise ValueError("min_pool_size must not exceed max_pool_size")
+        return self

@@ -33,7 +33,7 @@ async def test_open_use_close_and_refuse_reuse(make_config: Any, db_name: str) -
 
 async def test_dict_and_json_configs_are_accepted(make_config: Any) -> None:
     config = make_config("local")
-    as_dict = config.model_dump(mode="json")
+    as_dict = config.to_dict(reveal_secrets=True)
     async with Chronos(as_dict) as chronos:
         assert chronos.is_open
     with pytest.raises(ConfigError):

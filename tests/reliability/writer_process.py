@@ -38,13 +38,9 @@ from chronos_async._checkpoints import CheckpointInfo
 def config_json(config: ChronosConfig) -> str:
     """``config`` as JSON text that ``ChronosConfig.from_file`` loads back unchanged.
 
-    ``model_dump`` masks secrets (``SecretStr``), so the S3 keys are written out here.
+    Dumps mask secrets (URI passwords, S3 keys); this is the one explicit way to get them.
     """
-    data = config.model_dump(mode="json")
-    for dumped, conn in zip(data["spaces_conns"], config.spaces_conns, strict=True):
-        dumped["access_key"] = conn.access_key.get_secret_value()
-        dumped["secret_key"] = conn.secret_key.get_secret_value()
-    return json.dumps(data)
+    return config.to_json(reveal_secrets=True)
 
 
 def _exit_with_parent() -> None:
