@@ -4,14 +4,22 @@ reconcile (roll stuck versions forward, remove old orphan payloads)."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from chronos_async._errors import ChronosError, ValidationError
 from chronos_async._keys import validate_collection, validate_db
-from chronos_async._reconcile import ReconcileReport, fix_collection
-from chronos_async._verify import CollectionScan, VerifyProgress, VerifyReport, scan_collection
+from chronos_async._reconcile import ReconcileReport, fix_collection, referenced_keys
+from chronos_async._rollforward import settle_age_us
+from chronos_async._verify import (
+    CollectionScan,
+    ReferenceCheck,
+    VerifyProgress,
+    VerifyReport,
+    scan_collection,
+)
 from chronos_async.meta import RecordRepo, mongo_errors
 
 if TYPE_CHECKING:
@@ -45,6 +53,22 @@ class HealthReport:
 
     ok: bool
     backends: tuple[BackendHealth, ...] = field(default_factory=tuple)
+
+
+def _check_grace(value: object) -> float:
+    """``grace_seconds`` as a float: a finite, non-negative number (not a bool)."""
+    # Only a float is shown: the text of a huge int can itself raise (int_max_str_digits).
+    shown = repr(value) if isinstance(value, float) else type(value).__name__
+    problem = ValidationError(f"grace_seconds must be a finite, non-negative number, not {shown}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise problem
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond the float range
+        raise problem from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise problem
+    return seconds
 
 
 async def _timed(step: Any, seconds: float) -> tuple[bool, float | None, str | None]:
@@ -98,14 +122,18 @@ class Admin:
 
     async def _targets(
         self, db: str | None, collection: str | None
-    ) -> list[tuple[Backend, RecordRepo]]:
-        """Every (backend, collection) to check: all ``*_head`` collections, filtered."""
+    ) -> dict[tuple[str, str], list[tuple[Backend, RecordRepo]]]:
+        """Every collection to check, with the backends that hold it (``*_head``), filtered.
+
+        Keyed by ``(db, collection)`` in sorted order: one collection is checked over all
+        its backends at once, because backends may share a payload store.
+        """
         self._chronos._check_open()
         if db is not None:
             validate_db(db)
         if collection is not None:
             validate_collection(collection)
-        targets = []
+        targets: dict[tuple[str, str], list[tuple[Backend, RecordRepo]]] = {}
         for backend in self._chronos.backends:
             with mongo_errors("database listing"):
                 names = [db] if db is not None else await backend.client.list_database_names()
@@ -118,8 +146,18 @@ class Admin:
                     c.removesuffix("_head") for c in collections if c.endswith("_head")
                 ):
                     if collection is None or coll == collection:
-                        targets.append((backend, RecordRepo(backend.client[name], coll)))
-        return targets
+                        repo = RecordRepo(backend.client[name], coll)
+                        targets.setdefault((name, coll), []).append((backend, repo))
+        return dict(sorted(targets.items()))
+
+    def _reference_check(self) -> ReferenceCheck:
+        """Which payload keys some version or head of any backend still refers to."""
+        clients = [backend.client for backend in self._chronos.backends]
+
+        async def still_referenced(keys: list[str]) -> set[str]:
+            return await referenced_keys(clients, keys)
+
+        return still_referenced
 
     async def _scan(
         self,
@@ -129,25 +167,27 @@ class Admin:
         check_payloads: bool,
         grace_seconds: float,
         progress: VerifyProgress | None,
-    ) -> list[tuple[Backend, RecordRepo, CollectionScan]]:
-        if (
-            isinstance(grace_seconds, bool)
-            or not isinstance(grace_seconds, (int, float))
-            or grace_seconds < 0
-        ):
-            raise ValidationError("grace_seconds must be a non-negative number")
-        lease_ms = self._chronos.config.leases.lease_ms
+    ) -> list[CollectionScan]:
+        grace = _check_grace(grace_seconds)
+        config = self._chronos.config
+        settle_us = (
+            settle_age_us(config, create=False),
+            settle_age_us(config, create=True),
+        )
+        check = self._reference_check()
         scans = []
-        for backend, repo in await self._targets(db, collection):
+        for (name, coll), holders in (await self._targets(db, collection)).items():
             scan = await scan_collection(
-                repo,
-                backend.store,
-                lease_ms=lease_ms,
-                grace_seconds=grace_seconds,
+                name,
+                coll,
+                [(repo, backend.store) for backend, repo in holders],
+                settle_us=settle_us,
+                grace_seconds=grace,
                 check_payloads=check_payloads,
+                still_referenced=check,
                 progress=progress,
             )
-            scans.append((backend, repo, scan))
+            scans.append(scan)
         return scans
 
     async def verify(
@@ -178,9 +218,9 @@ class Admin:
             grace_seconds=grace_seconds,
             progress=progress,
         )
-        problems = tuple(p for _, _, scan in scans for p in scan.problems)
-        counts: dict[str, int] = {"collections": len(scans)}
-        for _, _, scan in scans:
+        problems = tuple(p for scan in scans for p in scan.problems)
+        counts: dict[str, int] = {"collections": sum(len(scan.backends) for scan in scans)}
+        for scan in scans:
             for key, value in scan.counts.items():
                 counts[key] = counts.get(key, 0) + value
         return VerifyReport(problems=problems, counts=counts)
@@ -192,10 +232,16 @@ class Admin:
         moves by the same compare-and-swap a writer uses.
         """
         total = ReconcileReport()
-        for backend, repo, scan in await self._scan(
+        check = self._reference_check()
+        for scan in await self._scan(
             db, collection, check_payloads=False, grace_seconds=DEFAULT_GRACE_SECONDS, progress=None
         ):
-            total += await fix_collection(repo, backend.store, scan, remove_orphans=False)
+            total += await fix_collection(
+                scan,
+                remove_orphans=False,
+                still_referenced=check,
+                settle_create_us=settle_age_us(self._chronos.config, create=True),
+            )
         return total
 
     async def reconcile(
@@ -206,10 +252,21 @@ class Admin:
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
         progress: VerifyProgress | None = None,
     ) -> ReconcileReport:
-        """:meth:`repair`, then remove orphan payloads older than ``grace_seconds``."""
+        """:meth:`repair`, then remove orphan payloads older than ``grace_seconds``.
+
+        A payload is removed only when no version or head of any backend refers to it:
+        backends that share a payload store are judged together, and every candidate is
+        looked up on every backend once more right before it is deleted.
+        """
         total = ReconcileReport()
-        for backend, repo, scan in await self._scan(
+        check = self._reference_check()
+        for scan in await self._scan(
             db, collection, check_payloads=False, grace_seconds=grace_seconds, progress=progress
         ):
-            total += await fix_collection(repo, backend.store, scan, remove_orphans=True)
+            total += await fix_collection(
+                scan,
+                remove_orphans=True,
+                still_referenced=check,
+                settle_create_us=settle_age_us(self._chronos.config, create=True),
+            )
         return total

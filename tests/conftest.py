@@ -4,6 +4,11 @@ Session scope (started once, on free loopback ports, stopped at the end):
 
 - ``mongo_uri`` -> ``str``: nx-27017 with ``--data-dir memory``, or ``$CHRONOS_TEST_MONGO_URI``
   (then nothing is started).
+- ``second_mongo_uri`` -> ``str``: another MongoDB deployment for multi-backend tests,
+  started only when a test asks for it: a second nx-27017, or
+  ``$CHRONOS_TEST_MONGO_URI_2``. With ``$CHRONOS_TEST_MONGO_URI`` set and no ``_2``, the
+  test is skipped (another database on the same server is not another deployment). It
+  drops nothing: tests drop their databases on it themselves.
 - ``s3_server`` -> :class:`S3Server`: ``weed mini`` with the three buckets pre-created, or
   the server named by ``$CHRONOS_TEST_S3_ENDPOINT``, ``$CHRONOS_TEST_S3_ACCESS_KEY``,
   ``$CHRONOS_TEST_S3_SECRET_KEY`` (and optionally ``$CHRONOS_TEST_S3_REGION``), where the
@@ -35,7 +40,6 @@ from typing import Any, Literal
 
 import pytest
 import pytest_asyncio
-from pymongo import AsyncMongoClient
 
 from chronos_async import Chronos, ChronosConfig, Collection
 from chronos_async._procs import (
@@ -48,6 +52,7 @@ from chronos_async._procs import (
     start_weed,
 )
 from chronos_async._sections import redact_uri
+from tests.support import drop_databases
 
 #: The session's bucket names (with the weed server and with an external one).
 BUCKETS = ("chronos-test-json", "chronos-test-content", "chronos-test-backups")
@@ -94,6 +99,38 @@ async def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[s
         server = await start_nx(tmp_path_factory.mktemp("nx-27017"))
     except LocalServerError as exc:
         pytest.fail(f"the session's nx-27017 did not start: {exc}", pytrace=False)
+    try:
+        yield server.uri
+    finally:
+        await server.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def second_mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """A second MongoDB deployment: ``$CHRONOS_TEST_MONGO_URI_2``, else a second nx-27017.
+
+    Started lazily (only tests that request it pay for it) and stopped at session end.
+    """
+    if uri := os.environ.get("CHRONOS_TEST_MONGO_URI_2"):
+        try:
+            await mongo_ping(uri, timeout_ms=10_000)
+        except Exception as exc:
+            where = redact_uri(uri)
+            pytest.fail(
+                f"CHRONOS_TEST_MONGO_URI_2 ({where}) does not answer: {exc!r}", pytrace=False
+            )
+        yield uri
+        return
+    if os.environ.get("CHRONOS_TEST_MONGO_URI"):
+        pytest.skip(
+            "needs a second MongoDB deployment: CHRONOS_TEST_MONGO_URI is set but "
+            "CHRONOS_TEST_MONGO_URI_2 is not (a second database on the same server would "
+            "be routed as one deployment)"
+        )
+    try:
+        server = await start_nx(tmp_path_factory.mktemp("nx-27017-second"))
+    except LocalServerError as exc:
+        pytest.fail(f"the second nx-27017 did not start: {exc}", pytrace=False)
     try:
         yield server.uri
     finally:
@@ -168,14 +205,7 @@ async def db_name(mongo_uri: str) -> AsyncIterator[str]:
     """A database name unique to this test; it and ``<db_name>_p`` are dropped afterwards."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     yield name
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        mongo_uri, serverSelectionTimeoutMS=5000
-    )
-    try:
-        await client.drop_database(name)
-        await client.drop_database(f"{name}_p")
-    finally:
-        await client.close()
+    await drop_databases(mongo_uri, name, f"{name}_p")
 
 
 @pytest.fixture

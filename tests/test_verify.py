@@ -9,6 +9,7 @@ import pytest
 
 from chronos_async import Chronos, Collection, ValidationError
 from chronos_async._keys import head_id, payload_key, version_id
+from chronos_async._reconcile import fix_collection
 from chronos_async._scope import now_us
 
 
@@ -58,7 +59,7 @@ async def test_corruption_is_reported_by_kind(store: Chronos, db_name: str) -> N
     # a payload whose bytes changed, and one that vanished
     big_head = await repo.find_head(head_id(None, big))
     assert big_head is not None and big_head["inline"] is None
-    path = scope.store._root / "json" / big_head["key"]  # type: ignore[attr-defined]
+    path = scope.store.inner._root / "json" / big_head["key"]  # type: ignore[attr-defined]
     path.chmod(0o644)
     path.write_bytes(b'{"email":"forged"}')
     first = await repo.find_version(version_id(None, big, 0))
@@ -87,7 +88,7 @@ async def test_structural_violations(store: Chronos, db_name: str) -> None:
     lone = await users.create({"email": "lone@x"})
     await repo.heads.delete_one({"_id": head_id(None, lone.id)})
     await repo.versions.update_one(
-        {"_id": version_id(None, lone.id, 0)}, {"$set": {"at": now_us() - 10_000_000}}
+        {"_id": version_id(None, lone.id, 0)}, {"$set": {"claim_us": now_us() - 60_000_000}}
     )
     report = await store.admin.verify(db_name)
     found = kinds(report)
@@ -109,7 +110,8 @@ async def test_repair_rolls_a_dead_claim_forward(store: Chronos, db_name: str) -
             "_id": version_id(None, r.id, 1),
             "ov": 1,
             "op": "update",
-            "at": v0["at"] + 1,
+            "prev_at": (await repo.find_head(head_id(None, r.id)) or {})["at"],
+            "claim_us": now_us() - 60_000_000,  # its writer died long ago
             "cv": v0["cv"] + 1,
             "token": "dead",
             "actor": "died",
@@ -132,7 +134,14 @@ async def test_a_fresh_claim_is_in_flight_not_a_violation(store: Chronos, db_nam
     v0 = await repo.find_version(version_id(None, r.id, 0))
     assert v0 is not None
     await repo.insert_version(
-        {**v0, "_id": version_id(None, r.id, 1), "ov": 1, "at": now_us(), "token": "live"}
+        {
+            **v0,
+            "_id": version_id(None, r.id, 1),
+            "ov": 1,
+            "claim_us": now_us(),
+            "prev_at": 0,
+            "token": "live",
+        }
     )
     report = await store.admin.verify(db_name)
     assert report.ok and report.counts["in_flight_claims"] == 1
@@ -154,9 +163,88 @@ async def test_reconcile_removes_old_orphans_and_adopts_dead_creations(
     lone = await users.create({"email": "lone@x"})
     await scope.repo.heads.delete_one({"_id": head_id(None, lone.id)})
     await scope.repo.versions.update_one(
-        {"_id": version_id(None, lone.id, 0)}, {"$set": {"at": now_us() - 10_000_000}}
+        {"_id": version_id(None, lone.id, 0)}, {"$set": {"claim_us": now_us() - 60_000_000}}
     )
     done = await store.admin.reconcile(db_name, grace_seconds=0)
     assert (done.orphans_removed, done.adopted_creates) == (1, 1)
     assert (await store.admin.verify(db_name, grace_seconds=0)).ok
     assert await users.get_latest(lone.id) is not None
+
+
+@pytest.mark.parametrize(
+    "grace",
+    [float("nan"), float("inf"), float("-inf"), -1.0, -1, True, "60", None],
+)
+async def test_grace_must_be_a_finite_non_negative_number(
+    store: Chronos, db_name: str, grace: Any
+) -> None:
+    # nan and inf used to escape as ValueError / OverflowError from datetime arithmetic.
+    users = store.collection("users", db=db_name)
+    r = await users.create({"email": "a@x"})
+    orphan = payload_key(None, db_name, "users", r.id, 7, "0123456789abcdef")
+    await users._scope.store.put(orphan, b"{}", sha256="0" * 64)
+    with pytest.raises(ValidationError, match="grace_seconds must be a finite, non-negative"):
+        await store.admin.verify(db_name, grace_seconds=grace)
+    with pytest.raises(ValidationError, match="grace_seconds must be a finite, non-negative"):
+        await store.admin.reconcile(db_name, grace_seconds=grace)
+    assert await users._scope.store.get(orphan) == b"{}"  # refused before doing anything
+
+
+async def test_an_int_beyond_float_range_is_refused(store: Chronos, db_name: str) -> None:
+    with pytest.raises(ValidationError, match="grace_seconds must be a finite, non-negative"):
+        await store.admin.verify(db_name, grace_seconds=10**400)
+
+
+async def test_a_huge_finite_grace_keeps_everything(store: Chronos, db_name: str) -> None:
+    users = store.collection("users", db=db_name)
+    r = await users.create({"email": "a@x"})
+    orphan = payload_key(None, db_name, "users", r.id, 7, "0123456789abcdef")
+    await users._scope.store.put(orphan, b"{}", sha256="0" * 64)
+    report = await store.admin.verify(db_name, grace_seconds=1e300)
+    assert report.ok and report.counts["in_flight_payloads"] == 1
+    assert (await store.admin.reconcile(db_name, grace_seconds=1e300)).orphans_removed == 0
+
+
+async def test_an_object_that_is_not_a_payload_key_is_reported_never_removed(
+    store: Chronos, db_name: str
+) -> None:
+    # Only a payload key names the version and head that could refer to it: an object
+    # under the collection prefix without one cannot be proven unused, so it stays.
+    users = store.collection("users", db=db_name)
+    r = await users.create({"email": "a@x"})
+    strange = f"_/{db_name}/users/{r.id}/notes.txt"
+    await users._scope.store.put(strange, b"note", sha256="0" * 64)
+    report = await store.admin.verify(db_name, grace_seconds=0)
+    assert kinds(report) == [("orphan_payload", None)]
+    assert "not a payload key" in report.problems[0].detail
+    assert (await store.admin.reconcile(db_name, grace_seconds=0)).orphans_removed == 0
+    assert await users._scope.store.get(strange) == b"note"
+
+
+async def test_an_orphan_claimed_after_the_scan_is_not_removed(
+    store: Chronos, db_name: str
+) -> None:
+    # The last check runs right before deleting: a key that a version refers to by then
+    # (here: a version inserted after the scan listed the key) is kept.
+    users = store.collection("users", db=db_name)
+    r = await users.create({"email": "a@x"})
+    scope = users._scope
+    late = payload_key(None, db_name, "users", r.id, 1, "0123456789abcdef")
+    await scope.store.put(late, b"{}", sha256="0" * 64)
+    [scan] = await store.admin._scan(
+        db_name, "users", check_payloads=False, grace_seconds=0, progress=None
+    )
+    assert [keys for _, keys in scan.orphans] == [[late]]
+    v0 = await scope.repo.find_version(version_id(None, r.id, 0))
+    assert v0 is not None
+    await scope.repo.insert_version(
+        {**v0, "_id": version_id(None, r.id, 1), "ov": 1, "key": late, "claim_us": now_us()}
+    )
+    done = await fix_collection(
+        scan,
+        remove_orphans=True,
+        still_referenced=store.admin._reference_check(),
+        settle_create_us=60_000_000,
+    )
+    assert done.orphans_removed == 0
+    assert await scope.store.get(late) == b"{}"

@@ -49,6 +49,17 @@ class BlobStore(Protocol):
     #: "s3", "local" or "mongo".
     kind: str
 
+    @property
+    def identity(self) -> str:
+        """Where the objects live, as a string without credentials.
+
+        Two stores with the same identity see the same objects (for example every backend
+        of a ``payload_storage="local"`` setup, or two S3 connections on one bucket and
+        key prefix), so whoever deletes from one must consider the references of all.
+        Stable for the life of an open store; no I/O.
+        """
+        ...
+
     async def __aenter__(self) -> BlobStore: ...
 
     async def __aexit__(self, *exc_info: object) -> None: ...

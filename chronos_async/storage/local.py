@@ -83,6 +83,18 @@ class LocalBlobStore:
     def __repr__(self) -> str:
         return f"LocalBlobStore({str(self._base)!r})"
 
+    @property
+    def identity(self) -> str:
+        """``local:<real path of the json folder>`` (before opening: its absolute path).
+
+        Every spelling of one folder (relative, through a symbolic link) gives one identity
+        once the store is open: the path is resolved when the store opens.
+        """
+        json_folder = self._roles.get("json")
+        if json_folder is None:
+            json_folder = Path(os.path.abspath(self._base / "json"))
+        return f"local:{json_folder}"
+
     async def __aenter__(self) -> LocalBlobStore:
         """Create the base and role folders (if needed) and resolve their real paths."""
         self._life.opening()

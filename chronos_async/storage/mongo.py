@@ -44,6 +44,15 @@ _RETRYABLE_CODES: Final = frozenset(
 _MAX_MESSAGE: Final = 300
 
 
+def _deployment(client: AsyncMongoClient[Any]) -> str:
+    """The client's servers as ``host:port,...``, sorted (its topology, read without I/O)."""
+    servers = client.topology_description.server_descriptions()
+    # Host names are case-insensitive; a Unix socket path (no port) is not.
+    return ",".join(
+        sorted(f"{host.lower()}:{port}" if port is not None else host for host, port in servers)
+    )
+
+
 def _is_retryable(exc: PyMongoError) -> bool:
     if isinstance(exc, (ConnectionFailure, ExecutionTimeout, WTimeoutError)):
         # ConnectionFailure covers AutoReconnect, NetworkTimeout, NotPrimaryError and
@@ -75,10 +84,20 @@ class MongoBlobStore:
     def __init__(self, client: AsyncMongoClient[Any], database: str, collection: str) -> None:
         self._collection = client[database][collection]
         self._where = f"{database}.{collection}"
+        self._identity = f"mongo:{_deployment(client)}/{self._where}"
         self._life = Lifecycle("MongoDB blob store")
 
     def __repr__(self) -> str:
         return f"MongoBlobStore({self._where!r})"
+
+    @property
+    def identity(self) -> str:
+        """``mongo:<host:port,...>/<database>.<collection>`` (hosts sorted, lower-cased).
+
+        The hosts are the client's view of its deployment when the store was created (its
+        seed list, or the members it had discovered by then); no credentials.
+        """
+        return self._identity
 
     async def __aenter__(self) -> MongoBlobStore:
         """Mark the store open (no I/O: ``_id`` is the only index it uses)."""

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import aioboto3
 import aiohttp
@@ -58,6 +59,21 @@ _RETRYABLE_CODES: Final = frozenset(
 )
 _MISSING_CODES: Final = frozenset({"NoSuchKey", "404", "NotFound"})
 _EXISTS_CODES: Final = frozenset({"PreconditionFailed", "412"})
+
+
+def _normal_endpoint(endpoint: str) -> str:
+    """``endpoint`` with scheme and host lower-cased and the port explicit."""
+    parts = urlsplit(endpoint)
+    try:
+        port = parts.port
+    except ValueError:  # an invalid port: keep the text as it is
+        return endpoint
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    port = port if port is not None else (443 if scheme == "https" else 80)
+    return f"{scheme}://{host}:{port}{parts.path.rstrip('/')}"
 
 
 def _code(exc: ClientError) -> str:
@@ -141,6 +157,15 @@ class S3BlobStore:
     def __repr__(self) -> str:
         buckets = ", ".join(self._buckets.values())
         return f"S3BlobStore(endpoint={self._conn.endpoint!r}, buckets=[{buckets}])"
+
+    @property
+    def identity(self) -> str:
+        """``s3:<endpoint>|<json bucket>|<key prefix>``: the payloads this store can see.
+
+        Scheme and host are lower-cased and the default port is made explicit, so two
+        spellings of one endpoint agree; credentials and region play no part.
+        """
+        return f"s3:{_normal_endpoint(self._conn.endpoint)}|{self._buckets['json']}|{self._prefix}"
 
     async def __aenter__(self) -> S3BlobStore:
         """Open the long-lived S3 client (no request is sent; see :meth:`ping`)."""

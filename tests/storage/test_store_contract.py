@@ -5,11 +5,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient
 
-from chronos_async import ClosedError, StorageError, ValidationError
-from chronos_async.storage import BlobInfo, BlobMissingError, BlobStore
+from chronos_async import ClosedError, SpacesConnection, StorageError, ValidationError
+from chronos_async.storage import (
+    BlobInfo,
+    BlobMissingError,
+    BlobStore,
+    LocalBlobStore,
+    MongoBlobStore,
+    S3BlobStore,
+)
+from chronos_async.storage.s3 import _normal_endpoint
 
 
 def sha(body: bytes) -> str:
@@ -193,3 +205,81 @@ async def test_unopened_store_refuses_calls(unopened_store: BlobStore) -> None:
     with pytest.raises(ClosedError):
         await unopened_store.ping()
     await unopened_store.__aexit__(None, None, None)  # closing an unopened store is harmless
+
+
+# -- identity: which stores share their objects ---------------------------------------------
+
+
+def test_identity_names_the_place_without_secrets(store: BlobStore) -> None:
+    identity = store.identity
+    assert isinstance(identity, str) and identity.startswith(f"{store.kind}:")
+    assert store.identity == identity  # stable
+    if isinstance(store, S3BlobStore):
+        conn = store._conn
+        for secret in (conn.access_key.get_secret_value(), conn.secret_key.get_secret_value()):
+            assert secret not in identity
+
+
+async def test_local_identity_is_the_real_folder(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    stores = [
+        LocalBlobStore(tmp_path / "real"),
+        LocalBlobStore(tmp_path / "alias"),  # a symbolic link to the same folder
+        LocalBlobStore(tmp_path / "real" / ".." / "real"),
+        LocalBlobStore(tmp_path / "other"),
+    ]
+    for store in stores:
+        await store.__aenter__()
+    try:
+        same, alias, dotted, other = (store.identity for store in stores)
+        assert same == alias == dotted == f"local:{(tmp_path / 'real' / 'json').resolve()}"
+        assert other != same
+    finally:
+        for store in stores:
+            await store.__aexit__(None, None, None)
+
+
+def test_s3_identity_is_endpoint_bucket_and_prefix(
+    make_conn: Callable[..., SpacesConnection], s3_server: Any
+) -> None:
+    base = S3BlobStore(make_conn()).identity
+    assert S3BlobStore(make_conn(endpoint=s3_server.endpoint + "/")).identity == base
+    assert S3BlobStore(make_conn(region="eu-west-1", access_key="other")).identity == base
+    assert S3BlobStore(make_conn(key_prefix="elsewhere")).identity != base
+    assert S3BlobStore(make_conn(key_prefix="")).identity != base
+    assert S3BlobStore(make_conn(json_bucket="another-bucket")).identity != base
+    assert S3BlobStore(make_conn(content_bucket="another-bucket")).identity == base  # json only
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "normal"),
+    [
+        ("http://Example.COM", "http://example.com:80"),
+        ("https://example.com", "https://example.com:443"),
+        ("https://EXAMPLE.com:443/", "https://example.com:443"),
+        ("http://u:p@example.com:8333/s3/", "http://example.com:8333/s3"),
+        ("http://[::1]:9000", "http://[::1]:9000"),
+    ],
+)
+def test_s3_endpoints_are_compared_by_scheme_host_port_path(endpoint: str, normal: str) -> None:
+    assert _normal_endpoint(endpoint) == normal
+
+
+async def test_mongo_identity_is_deployment_and_collection() -> None:
+    clients: list[AsyncMongoClient[Any]] = [
+        AsyncMongoClient("mongodb://Example.COM,b.example.com:27018/app", connect=False),
+        AsyncMongoClient("mongodb://u:secret@b.example.com:27018,example.com:27017", connect=False),
+        AsyncMongoClient("mongodb://example.com:27019", connect=False),
+    ]
+    try:
+        first, same, other = (MongoBlobStore(c, "chronos", "payloads") for c in clients)
+        assert first.identity == same.identity
+        assert first.identity == "mongo:b.example.com:27018,example.com:27017/chronos.payloads"
+        assert "secret" not in same.identity
+        assert other.identity != first.identity
+        assert MongoBlobStore(clients[0], "chronos", "blobs").identity != first.identity
+        assert MongoBlobStore(clients[0], "other", "payloads").identity != first.identity
+    finally:
+        for client in clients:
+            await client.close()
