@@ -39,7 +39,7 @@ __all__ = ["RawCollection", "deep_merge", "open_mongo"]
 Doc = dict[str, Any]
 _TENANT = "_"
 _LEASE_FREE = {"lease_exp": 0, "lease_token": None, "lease_owner": None}
-_VERSION_ONLY = ("_id", "token", "function_id", "fence")
+_VERSION_ONLY = ("_id", "token", "function_id", "fence", "claim_us", "prev_at")
 
 
 def now_us() -> int:
@@ -51,6 +51,7 @@ def open_mongo(uri: str, config: ChronosConfig) -> AsyncMongoClient[Doc]:
     opts = config.mongo_client
     return AsyncMongoClient(
         uri,
+        timeoutMS=config.deadlines.mongo_ms,
         tz_aware=True,
         appname="chronos-bench-floor",
         maxPoolSize=opts.max_pool_size,
@@ -102,9 +103,10 @@ class RawCollection:
         await self.versions.create_index(
             [("t", ASCENDING), ("id", ASCENDING), ("ov", ASCENDING)], unique=True
         )
-        await self.versions.create_index([("t", ASCENDING), ("id", ASCENDING), ("at", ASCENDING)])
+        await self.versions.create_index(
+            [("t", ASCENDING), ("id", ASCENDING), ("prev_at", ASCENDING)]
+        )
         await self.versions.create_index([("t", ASCENDING), ("cv", ASCENDING)])
-        await self.versions.create_index([("t", ASCENDING), ("at", ASCENDING)])
         await self.heads.create_index([("t", ASCENDING), ("updated_us", DESCENDING)])
         await self.heads.create_index([("t", ASCENDING), ("created_us", DESCENDING)])
         for prop in INDEXED_PROPS:
@@ -134,9 +136,13 @@ class RawCollection:
 
     @staticmethod
     def _head_of(version: Doc, prev: Doc | None) -> Doc:
+        """The head publishing ``version``: its commit time is read now, after the claim."""
         head = {k: v for k, v in version.items() if k not in _VERSION_ONLY}
         head["_id"] = f"{_TENANT}/{version['id']}"
-        head["updated_us"] = version["at"]
+        at = max(now_us(), int(version["claim_us"]) + 1)
+        head.update(at=at, updated_us=at, deleted_us=None)
+        if head.get("created_us") is None:
+            head["created_us"] = at
         if prev is not None:
             head["lease_fence"] = prev.get("lease_fence", 0)
         head.update(_LEASE_FREE)
@@ -164,17 +170,15 @@ class RawCollection:
 
     def _next_version(self, head: Doc, op: str, meta: Doc) -> Doc:
         ov = int(head["ov"]) + 1
-        at = max(now_us(), int(head["at"]) + 1)
         return {
             "_id": f"{_TENANT}/{head['id']}/{ov}",
             "t": _TENANT,
             "id": head["id"],
             "ov": ov,
-            "at": at,
+            "prev_at": int(head["at"]),
             "token": secrets.token_hex(8),
             "fence": int(head.get("lease_fence") or 0),
             "created_us": head["created_us"],
-            "deleted_us": None,
             "op": op,
             "actor": "bench",
             "reason": None,
@@ -189,6 +193,7 @@ class RawCollection:
 
     async def _publish(self, version: Doc, prev: Doc) -> None:
         """Claim (insert the version), then the head compare-and-swap (frees the lease)."""
+        version["claim_us"] = max(now_us(), int(version["prev_at"]) + 1)
         await self.versions.insert_one(version)
         moved = await self.heads.replace_one(
             {"_id": f"{_TENANT}/{version['id']}", "ov": {"$eq": prev["ov"]}},
@@ -216,17 +221,15 @@ class RawCollection:
     async def create_encoded(self, body: bytes, sha256: str, meta: Doc) -> str:
         """:meth:`create` for bytes already encoded (and hashed) by the caller."""
         item_id = str(ObjectId())
-        at = now_us()
         version: Doc = {
             "_id": f"{_TENANT}/{item_id}/0",
             "t": _TENANT,
             "id": item_id,
             "ov": 0,
-            "at": at,
+            "prev_at": -1,
             "token": secrets.token_hex(8),
             "fence": None,
-            "created_us": at,
-            "deleted_us": None,
+            "created_us": None,
             "op": "create",
             "actor": "bench",
             "reason": None,
@@ -239,6 +242,7 @@ class RawCollection:
             "restored_from": None,
         }
         await self._store(version, body, sha256)
+        version["claim_us"] = now_us()
         await self.versions.insert_one(version)
         await self.heads.insert_one(self._head_of(version, None))
         return item_id
@@ -277,33 +281,42 @@ class RawCollection:
         assert head is not None
         return await self._data_of(head)
 
-    async def _head_ov(self, item_id: str) -> int:
-        head = await self.heads.find_one({"_id": f"{_TENANT}/{item_id}"}, {"ov": 1})
+    async def _head(self, item_id: str) -> Doc:
+        head = await self.heads.find_one({"_id": f"{_TENANT}/{item_id}"}, {"inline": 0})
         assert head is not None
-        return int(head["ov"])
+        return head
 
     async def get_version(self, item_id: str, ov: int) -> Doc:
-        """head ``ov`` || version by ``_id`` (versions above the head are unpublished)."""
-        head_ov, doc = await asyncio.gather(
-            self._head_ov(item_id), self.versions.find_one({"_id": f"{_TENANT}/{item_id}/{ov}"})
+        """head || versions ``ov`` and ``ov + 1`` by ``_id`` (versions above the head are
+        unpublished; the successor holds the version's commit time)."""
+        ids = [f"{_TENANT}/{item_id}/{ov}", f"{_TENANT}/{item_id}/{ov + 1}"]
+        head, docs = await asyncio.gather(
+            self._head(item_id), self.versions.find({"_id": {"$in": ids}}).to_list(2)
         )
-        if doc is None or ov > head_ov:
+        doc = next((d for d in docs if d["_id"] == ids[0]), None)
+        if doc is None or ov > int(head["ov"]):
             raise LookupError(f"floor: no published version {ov} of {item_id}")
         return await self._data_of(doc)
 
     async def get_as_of(self, item_id: str, at_us: int) -> Doc | None:
-        """head ``ov`` || the newest 2 versions with ``at <= t`` (index t, id, at)."""
-        head_ov, found = await asyncio.gather(
-            self._head_ov(item_id),
+        """head, then the 2 versions with the latest ``prev_at <= t`` (index t, id,
+        prev_at): the first one's predecessor, or itself when it is the head's version
+        and the head committed by ``t``."""
+        head = await self._head(item_id)
+        found = await (
             self.versions.find(
-                {"t": {"$eq": _TENANT}, "id": {"$eq": item_id}, "at": {"$lte": at_us}}
+                {"t": {"$eq": _TENANT}, "id": {"$eq": item_id}, "prev_at": {"$lte": at_us}}
             )
-            .sort([("at", DESCENDING)])
+            .sort([("prev_at", DESCENDING)])
             .limit(2)
-            .to_list(2),
+            .to_list(2)
         )
-        visible = [d for d in found if int(d["ov"]) <= head_ov]
-        return await self._data_of(visible[0]) if visible else None
+        if not found:
+            return None
+        top = found[0]
+        if int(top["ov"]) == int(head["ov"]) and int(head["at"]) <= at_us:
+            return await self._data_of(top)
+        return await self._data_of(found[1]) if len(found) > 1 else None
 
     async def list_page(
         self, status: str, limit: int, after: tuple[int, str] | None

@@ -80,11 +80,11 @@ async def _raw_history(pair: Pair, items: list[dict[str, Any]], versions: int) -
     many = await raw.create(make_data(items, 1))
     for n in range(1, versions):
         await raw.update(many, make_data(items, n + 1), n - 1)
-    docs = await raw.versions.find(
-        {"id": {"$in": [one, many]}}, {"id": 1, "ov": 1, "at": 1}
-    ).to_list(None)
-    at = [int(d["at"]) for d in sorted(docs, key=lambda d: int(d["ov"])) if d["id"] == many]
-    one_at = next(int(d["at"]) for d in docs if d["id"] == one)
+    # Commit times: each version's successor's ``prev_at``, the head's ``at`` for the last.
+    docs = await raw.versions.find({"id": {"$eq": many}}, {"ov": 1, "prev_at": 1}).to_list(None)
+    at = [int(d["prev_at"]) for d in sorted(docs, key=lambda d: int(d["ov"]))][1:]
+    at.append(int((await raw.heads.find_one({"id": {"$eq": many}}, {"at": 1}) or {})["at"]))
+    one_at = int((await raw.heads.find_one({"id": {"$eq": one}}, {"at": 1}) or {})["at"])
     return {"raw_one": one, "raw_one_at": one_at, "raw_many": many, "raw_many_at": at}
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
+from chronos_async._activity import Activity
 from chronos_async._admin import Admin
 from chronos_async._checkpoints import Checkpoints
 from chronos_async._collection import Collection
@@ -23,6 +24,7 @@ from chronos_async._routing import backend_id, choose_backend, routing_key
 from chronos_async._scope import ItemGates, Scope
 from chronos_async.meta import RecordRepo, open_client, supports_transactions
 from chronos_async.storage import BlobStore
+from chronos_async.storage._deadline import DeadlineStore
 
 __all__ = ["Backend", "Chronos"]
 
@@ -75,11 +77,13 @@ class Chronos:
         if len(set(self._backend_ids)) != len(self._backend_ids):
             # Identical ids score identically under rendezvous hashing: one would never win.
             raise ConfigError("two backends have the same MongoDB hosts, database and bucket")
-        self._state: Literal["unopened", "opening", "open", "closed"] = "unopened"
+        self._state: Literal["unopened", "opening", "open", "closing", "closed"] = "unopened"
         self._stack = AsyncExitStack()
         self._backends: list[Backend] = []
         self._ready: dict[tuple[int, str, str], asyncio.Future[None]] = {}
         self._gates = ItemGates()
+        self._activity = Activity()
+        self._closing: asyncio.Task[None] | None = None
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.admin = Admin(self)
         #: Hooks at the named points of every write (see :mod:`chronos_async._checkpoints`).
@@ -108,7 +112,9 @@ class Chronos:
 
     async def _open_backend(self, index: int, uri: str) -> Backend:
         cfg = self.config
-        client = await self._stack.enter_async_context(open_client(uri, cfg.mongo_client))
+        client = await self._stack.enter_async_context(
+            open_client(uri, cfg.mongo_client, op_timeout_ms=cfg.deadlines.mongo_ms)
+        )
         detected = await supports_transactions(client)
         txn = cfg.transactions.enabled and (detected or not cfg.transactions.auto_detect)
         mode = cfg.resolved_payload_storage
@@ -128,15 +134,33 @@ class Chronos:
             from chronos_async.storage.mongo import MongoBlobStore
 
             store = MongoBlobStore(client, cfg.mongo_storage.database, cfg.mongo_storage.collection)
+        store = DeadlineStore(store, cfg.deadlines.store_ms / 1000)
         await self._stack.enter_async_context(store)
         await store.ping()
         log.info("backend %d ready (transactions=%s, payloads=%s)", index, txn, mode)
         return Backend(index, self._backend_ids[index], client, store, txn)
 
     async def aclose(self) -> None:
-        """Close every client and store; safe to call more than once."""
-        if self._state == "closed":
-            return
+        """Close every client and store; safe to call more than once (and concurrently).
+
+        New operations are refused from the start. Writes in flight get up to
+        ``deadlines.close_ms`` to finish; the rest are cancelled (their callers get
+        :class:`ClosedError`) and withdraw what they did, freeing their leases, before the
+        clients close.
+        """
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
+        was_open = self._state == "open"
+        self._state = "closing"
+        if was_open:
+            deadlines = self.config.deadlines
+            await self._activity.drain(
+                close_seconds=deadlines.close_ms / 1000,
+                cleanup_seconds=4 * deadlines.mongo_ms / 1000,
+            )
         self._state = "closed"
         for pending in self._ready.values():
             pending.cancel()
@@ -218,11 +242,11 @@ class Chronos:
             store=backend.store,
             cmap=cmap,
             config=self.config,
-            transactions=backend.transactions,
             owner=self.owner,
             gates=self._gates,
             ready=ready,
             checkpoints=self.checkpoints,
+            activity=self._activity,
         )
         return Collection(scope)
 

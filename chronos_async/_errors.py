@@ -18,6 +18,8 @@ builtin fits, the error also derives from it, so callers can catch either::
     │                                      have been committed anyway
     ├── IntegrityError                     stored bytes do not match their sha256, or the
     │                                      metadata points at a payload that is missing
+    ├── RestoreInterruptedError            restore_collection stopped early (its progress
+    │                                      callback failed); ``report`` says what was done
     ├── ClosedError(RuntimeError)          the Chronos instance is not open
     └── LocalServerError(RuntimeError)     an embedded server (LocalStack) failed to start
         └── ExecutableNotFoundError        its executable is not installed
@@ -41,6 +43,7 @@ __all__ = [
     "LockLostError",
     "LockTimeoutError",
     "NotFoundError",
+    "RestoreInterruptedError",
     "StorageError",
     "ValidationError",
     "VersionConflictError",
@@ -146,6 +149,20 @@ class StorageError(ChronosError, OSError):
 
 class IntegrityError(ChronosError):
     """Stored data contradicts its metadata (checksum mismatch or missing payload)."""
+
+
+class RestoreInterruptedError(ChronosError):
+    """``restore_collection`` stopped before it examined every record.
+
+    ``report`` (a :class:`~chronos_async.RestoreReport`) lists exactly what was restored,
+    deleted or left unchanged before the stop; the cause is chained (``__cause__``).
+    Running the same restore again completes it: records already in their target state
+    are left alone.
+    """
+
+    def __init__(self, message: str, *, report: object) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class ClosedError(ChronosError, RuntimeError):

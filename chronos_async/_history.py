@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from chronos_async._args import check_ov
+from chronos_async._asof import finalized
 from chronos_async._errors import NotFoundError, ValidationError
 from chronos_async._jsonpatch import make_patch
 from chronos_async._keys import head_id, validate_id, version_id
@@ -48,11 +49,10 @@ class History:
         self.scope = scope
         self.reader = reader
 
-    async def _head_ov(self, item_id: str) -> int | None:
-        head = await self.scope.repo.find_head(
+    async def _head(self, item_id: str) -> Doc | None:
+        return await self.scope.repo.find_head(
             head_id(self.scope.tenant, item_id), with_inline=False
         )
-        return None if head is None else int(head["ov"])
 
     async def versions(
         self, item_id: str, *, include_diff: bool = False, batch_size: int = 100
@@ -61,19 +61,26 @@ class History:
         JSON Patch from its predecessor's data (from ``{}`` for ``ov=0``)."""
         item_id = validate_id(item_id)
         await self.scope.ready()
-        head_ov = await self._head_ov(item_id)
-        if head_ov is None:
+        head = await self._head(item_id)
+        if head is None:
             return
         docs = self.scope.repo.iter_versions(
-            self.scope.t, item_id, max_ov=head_ov, batch_size=batch_size, with_inline=include_diff
+            self.scope.t,
+            item_id,
+            max_ov=int(head["ov"]),
+            batch_size=batch_size,
+            with_inline=include_diff,
         )
-        if not include_diff:
-            async for doc in docs:
-                yield _info(doc)
-            return
-        # Newest first: a version's diff needs the next (older) one, so hold one back.
+        # Newest first: a version's commit time is its successor's ``prev_at`` (the head's
+        # ``at`` for the newest), and its diff needs its predecessor's data.
+        at = int(head["at"])
         held: tuple[Doc, dict[str, Any]] | None = None
-        async for doc in docs:
+        async for raw in docs:
+            doc = finalized(raw, at)
+            at = int(raw["prev_at"])
+            if not include_diff:
+                yield _info(doc)
+                continue
             data = await load_data(self.scope, doc)
             if held is not None:
                 yield _info(held[0], make_patch(data, held[1]))
@@ -89,7 +96,8 @@ class History:
                 raise ValidationError(f"{name} is required")
             check_ov(value, name)
         await self.scope.ready()
-        head_ov = await self._head_ov(item_id)
+        head = await self._head(item_id)
+        head_ov = None if head is None else int(head["ov"])
         datas = []
         for ov in (from_ov, to_ov):
             doc = None

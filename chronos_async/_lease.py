@@ -16,6 +16,7 @@ version stops with :class:`~chronos_async.LockLostError`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -38,7 +39,9 @@ async def take_lease(scope: Scope, item_id: str, *, with_inline: bool) -> tuple[
 
     Returns the head (as of the moment the lease was granted) and the lease token.
     Raises :class:`NotFoundError` when there is no record, :class:`LockTimeoutError` when
-    another writer kept the lease past the wait bound.
+    another writer kept the lease past the wait bound. A cancellation while a grant is in
+    flight never leaves the lease held: the grant's reply is awaited and the lease freed
+    if it was granted.
     """
     cfg = scope.config.leases
     hid = head_id(scope.tenant, item_id)
@@ -46,14 +49,24 @@ async def take_lease(scope: Scope, item_id: str, *, with_inline: bool) -> tuple[
     started = time.monotonic()
     delay = cfg.backoff_initial_ms / 1000
     while True:
-        head = await scope.repo.take_lease(
-            hid,
-            token=token,
-            owner=scope.owner,
-            now_us=now_us(),
-            lease_us=cfg.lease_ms * 1000,
-            with_inline=with_inline,
+        grant = asyncio.ensure_future(
+            scope.repo.take_lease(
+                hid,
+                token=token,
+                owner=scope.owner,
+                now_us=now_us(),
+                lease_us=cfg.lease_ms * 1000,
+                with_inline=with_inline,
+            )
         )
+        try:
+            head = await asyncio.shield(grant)
+        except asyncio.CancelledError:
+            # Cancelled while the request was out: the server applies it anyway. Wait for
+            # its answer and free the lease if it was granted.
+            with contextlib.suppress(asyncio.CancelledError):
+                await scope.activity.settle(_give_back(scope, hid, token, grant))
+            raise
         if head is not None:
             return head, token
         current = await scope.repo.find_head(hid, with_inline=False)
@@ -68,6 +81,17 @@ async def take_lease(scope: Scope, item_id: str, *, with_inline: bool) -> tuple[
         pause = min(delay * (0.5 + random.random()), remaining, until_expiry + 0.001)
         await asyncio.sleep(max(pause, 0.0005))
         delay = min(delay * 2, cfg.backoff_max_ms / 1000)
+
+
+async def _give_back(scope: Scope, hid: str, token: str, grant: asyncio.Future[Any]) -> None:
+    """Wait for a lease grant whose caller gave up on it, then free the lease if granted."""
+    await asyncio.wait({grant})
+    if grant.cancelled() or grant.exception() is not None or grant.result() is None:
+        return  # not granted (a grant that timed out is left to expire)
+    try:
+        await scope.repo.release_lease(hid, token)
+    except StorageError:
+        log.info("lease on %s left to expire", hid)
 
 
 class LeaseKeeper:

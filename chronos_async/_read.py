@@ -1,18 +1,23 @@
-"""The read operations: latest, a version, as-of a time, list by metadata, history.
+"""The read operations: latest, a version, as-of a time, list by metadata.
 
 Readers trust a version only up to the head's ``ov``: a version above it is a claim
-whose writer has not published it (yet, or ever), so it is invisible. Every payload is
-verified against its sha256 before it is returned.
+whose writer has not published it (yet, or ever), so it is invisible. A *young* claim
+(see :mod:`._publish`) may still be published with a commit time before this read
+started, so a read that meets one waits for its outcome (a millisecond or two; at most
+the commit window when its writer died): that is what makes as-of answers final. Every
+payload is verified against its sha256 before it is returned.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from chronos_async._args import check_ov
+from chronos_async._asof import AsOf, finalized, is_young, pick_as_of
 from chronos_async._errors import ValidationError
 from chronos_async._filters import (
     after_filter,
@@ -26,16 +31,24 @@ from chronos_async._keys import head_id, validate_id, version_id
 from chronos_async._meta import project
 from chronos_async._models import Item, Page, from_us, to_us
 from chronos_async._payloads import load_data
-from chronos_async._scope import Scope
+from chronos_async._scope import Scope, now_us
 
-__all__ = ["Reader", "parse_at"]
+__all__ = ["Reader", "parse_at", "pause_for_claim"]
 
 #: The last representable commit time (a day short of datetime.max, so any time zone fits).
 _LAST_US = to_us(datetime(9999, 12, 30, tzinfo=UTC))
-#: Head fields a list never needs (the lease).
-_LIGHT_WITH_INLINE = {"lease_token": 0, "lease_owner": 0}
+#: Head fields a list never needs (who holds the lease; whether one is held matters).
+_LIGHT_WITH_INLINE = {"lease_owner": 0}
 
 Doc = dict[str, Any]
+#: Polling a young claim for its outcome: first pause and longest pause (seconds).
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.0005, 0.02
+
+
+async def pause_for_claim(scope: Scope, claim: Doc, tries: int) -> None:
+    """Sleep a little (growing with ``tries``) while a young claim is being published."""
+    left = (int(claim.get("claim_us") or 0) + scope.commit_us - now_us()) / 1e6
+    await asyncio.sleep(max(0.0, min(_FIRST_PAUSE * 2**tries, _LONGEST_PAUSE, left)))
 
 
 def parse_at(at: datetime | str) -> int:
@@ -117,18 +130,59 @@ class Reader:
         item_id = validate_id(item_id)
         self._check_ttl(presign, ttl_seconds)
         await self.scope.ready()
-        head = await self.scope.repo.find_head(head_id(self.scope.tenant, item_id))
+        head = await self.current_head(item_id)
         if head is None or (head.get("deleted") and not include_deleted):
             return None
         return await self._item(
             head, projection=projection, presign=presign, ttl_seconds=ttl_seconds
         )
 
-    async def _head_ov(self, item_id: str) -> int | None:
-        head = await self.scope.repo.find_head(
-            head_id(self.scope.tenant, item_id), with_inline=False
-        )
-        return None if head is None else int(head["ov"])
+    async def current_head(self, item_id: str, *, with_inline: bool = True) -> Doc | None:
+        """The head once no young claim can still change it (``None``: no record)."""
+        scope = self.scope
+        hid = head_id(scope.tenant, item_id)
+        for tries in itertools.count():
+            head = await scope.repo.find_head(hid, with_inline=with_inline)
+            claim = await self._young_claim(item_id, head)
+            if claim is None:
+                return head
+            await pause_for_claim(scope, claim, tries)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _young_claim(self, item_id: str, head: Doc | None) -> Doc | None:
+        """A young claim on the version after ``head`` (only a leased head can have one)."""
+        if head is not None and head.get("lease_token") is None:
+            return None
+        ov = 0 if head is None else int(head["ov"]) + 1
+        claim = await self.scope.repo.find_version(version_id(self.scope.tenant, item_id, ov))
+        if claim is None or not is_young(claim, now_us(), self.scope.commit_us):
+            return None
+        return claim
+
+    async def _young_claim_in(self, heads: Sequence[Doc]) -> Doc | None:
+        """A young claim on any of the (leased) ``heads``, or ``None``."""
+        leased = [h for h in heads if h.get("lease_token") is not None]
+        if not leased:
+            return None
+        scope = self.scope
+        vids = [version_id(scope.tenant, h["id"], int(h["ov"]) + 1) for h in leased]
+        now = now_us()
+        claims = (await scope.repo.find_versions(vids)).values()
+        return next((c for c in claims if is_young(c, now, scope.commit_us)), None)
+
+    async def as_of_version(self, item_id: str, at_us: int) -> Doc | None:
+        """The version current at ``at_us`` (commit time filled in), once it is final."""
+        scope = self.scope
+        hid = head_id(scope.tenant, item_id)
+        for tries in itertools.count():
+            # The head first: every version it publishes exists before the query below.
+            head = await scope.repo.find_head(hid, with_inline=False)
+            candidates = await scope.repo.find_versions_before(scope.t, item_id, at_us, limit=2)
+            found: AsOf = pick_as_of(head, candidates, at_us)
+            if found.pending is None or not is_young(found.pending, now_us(), scope.commit_us):
+                return found.version
+            await pause_for_claim(scope, found.pending, tries)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def version(
         self,
@@ -146,15 +200,32 @@ class Reader:
         check_ov(ov, "ov")
         self._check_ttl(presign, ttl_seconds)
         await self.scope.ready()
-        head_ov, doc = await asyncio.gather(
-            self._head_ov(item_id),
-            self.scope.repo.find_version(version_id(self.scope.tenant, item_id, ov)),
-        )
-        if doc is None or head_ov is None or ov > head_ov:
+        doc = await self.published_version(item_id, ov)
+        if doc is None:
             return None
         return await self._item(
             doc, projection=projection, presign=presign, ttl_seconds=ttl_seconds
         )
+
+    async def published_version(self, item_id: str, ov: int) -> Doc | None:
+        """Version ``ov`` if it is published, with its commit time filled in."""
+        scope = self.scope
+        hid = head_id(scope.tenant, item_id)
+        vids = [version_id(scope.tenant, item_id, n) for n in (ov, ov + 1)]
+        head, docs = await asyncio.gather(
+            scope.repo.find_head(hid, with_inline=False), scope.repo.find_versions(vids)
+        )
+        doc = docs.get(vids[0])
+        if doc is None or head is None or ov > int(head["ov"]):
+            return None
+        if ov == int(head["ov"]):
+            return finalized(doc, int(head["at"]))
+        # Published before the head's version: its successor holds its commit time (read
+        # again if the query above ran before the successor was claimed).
+        after = docs.get(vids[1]) or await scope.repo.find_version(vids[1])
+        if after is None:
+            return None  # the history is broken; verify reports it
+        return finalized(doc, int(after["prev_at"]))
 
     async def as_of(
         self,
@@ -171,18 +242,11 @@ class Reader:
         at_us = parse_at(at)
         self._check_ttl(presign, ttl_seconds)
         await self.scope.ready()
-        # At most one version can be claimed-but-unpublished, so two candidates suffice.
-        head_ov, candidates = await asyncio.gather(
-            self._head_ov(item_id),
-            self.scope.repo.find_versions_at(self.scope.t, item_id, at_us, limit=2),
-        )
-        if head_ov is None:
-            return None
-        visible = [d for d in candidates if int(d["ov"]) <= head_ov]
-        if not visible or (visible[0].get("deleted") and not include_deleted):
+        doc = await self.as_of_version(item_id, at_us)
+        if doc is None or (doc.get("deleted") and not include_deleted):
             return None
         return await self._item(
-            visible[0], projection=projection, presign=presign, ttl_seconds=ttl_seconds
+            doc, projection=projection, presign=presign, ttl_seconds=ttl_seconds
         )
 
     # -- lists -------------------------------------------------------------------------
@@ -199,7 +263,12 @@ class Reader:
         presign: bool,
         ttl_seconds: int,
     ) -> Page:
-        """One page of current records whose indexed props match ``filter``."""
+        """One page of current records whose indexed props match ``filter``.
+
+        Records of the page with a young claim are waited for (the page is read again),
+        like :meth:`latest`; a record whose pending version would bring it into the page
+        shows up only once that version is published.
+        """
         limits = self.scope.config.limits
         if limit is None:
             limit = limits.default_list_limit
@@ -218,12 +287,17 @@ class Reader:
         if after is not None:
             clauses.append(after_filter(order, decode_cursor(after, order)))
         await self.scope.ready()
-        docs = [
-            doc
-            async for doc in self.scope.repo.find_heads(
-                {"$and": clauses}, sort=order, limit=limit + 1, projection=_LIGHT_WITH_INLINE
-            )
-        ]
+        for tries in itertools.count():
+            docs = [
+                doc
+                async for doc in self.scope.repo.find_heads(
+                    {"$and": clauses}, sort=order, limit=limit + 1, projection=_LIGHT_WITH_INLINE
+                )
+            ]
+            claim = await self._young_claim_in(docs[:limit])
+            if claim is None:
+                break
+            await pause_for_claim(self.scope, claim, tries)
         more = len(docs) > limit
         docs = docs[:limit]
         items = await asyncio.gather(

@@ -10,20 +10,36 @@ version index on ``cv`` (or commit time), so its work is proportional to the cha
 not to the size of the collection. Records created since the target are logically
 deleted; the others are restored to their state at the target. Every step skips records
 already in their target state, so an interrupted run, run again, converges.
+
+Targets by time use commit times, which are the moments versions became visible: the
+state a collection is restored to is exactly what readers saw at that time. Targets by
+``cv`` use the collection version, allocated when a write *starts* storing its payload;
+writes to different records overlap, so a version with ``cv=4`` can become visible after
+another record's ``cv=7``. ``restore_collection(cv=n)`` gives every record its newest
+version with ``cv <= n``: a state that may never have been visible all at once when
+writes overlapped. Use ``at=`` for "the collection as it was".
+
+If the ``progress`` callback raises (or does not accept ``(done, total)``), no further
+record is started, the records in flight finish, and
+:class:`~chronos_async.RestoreInterruptedError` is raised with the report of what was
+done; running the same restore again completes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from chronos_async._args import check_ov, check_text
+from chronos_async._asof import pick_as_of
 from chronos_async._errors import (
     ChronosError,
     NotFoundError,
+    RestoreInterruptedError,
     ValidationError,
     VersionConflictError,
 )
@@ -45,7 +61,8 @@ class RestoreReport:
 
     ``restored``: changed back to their target version; ``deleted``: created after the
     target, now logically deleted; ``undeleted``: deleted since, now back; ``unchanged``:
-    already in their target state; ``failed``: ``(id, reason)`` pairs.
+    already in their target state; ``failed``: ``(id, reason)`` pairs; ``not_started``:
+    how many records an interrupted run did not get to.
     """
 
     target_cv: int | None
@@ -55,6 +72,7 @@ class RestoreReport:
     undeleted: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
     failed: tuple[tuple[str, str], ...] = ()
+    not_started: int = 0
 
     @property
     def examined(self) -> int:
@@ -69,25 +87,19 @@ def _one_target(ov: object, at: object, what: str) -> None:
         raise ValidationError(f"give exactly one of {what} and at")
 
 
-async def _target_version(writer: Writer, head: Doc, ov: int | None, at_us: int | None) -> Doc:
-    """The version of this record to restore to (published versions only)."""
+async def _state_at(writer: Writer, head: Doc, cv: int | None, at_us: int | None) -> Doc | None:
+    """The record's published version current at ``cv`` / ``at_us`` (``None``: not yet).
+
+    Read under the record's lease, so no other writer can publish meanwhile: a claim
+    above the head is a dead writer's and never counts.
+    """
     scope = writer.scope
     item_id, head_ov = head["id"], int(head["ov"])
-    if ov is not None:
-        found = (
-            None
-            if ov > head_ov
-            else await scope.repo.find_version(version_id(scope.tenant, item_id, ov))
-        )
-        if found is None:
-            raise NotFoundError(f"no version ov={ov} of {scope.where(item_id)}", id=item_id)
-        return found
+    if cv is not None:
+        return await scope.repo.version_at_cv(scope.t, item_id, cv, max_ov=head_ov)
     assert at_us is not None
-    candidates = await scope.repo.find_versions_at(scope.t, item_id, at_us, limit=2)
-    visible = [d for d in candidates if int(d["ov"]) <= head_ov]
-    if not visible:
-        raise NotFoundError(f"{scope.where(item_id)} did not exist at that time", id=item_id)
-    return visible[0]
+    candidates = await scope.repo.find_versions_before(scope.t, item_id, at_us, limit=2)
+    return pick_as_of(head, candidates, at_us).version
 
 
 async def restore_object(
@@ -99,9 +111,9 @@ async def restore_object(
     actor: str | None,
     reason: str | None,
     expected_ov: int | None = None,
-    always_skip_unchanged: bool = False,
 ) -> WriteResult:
     """Add a version equal to version ``ov`` (or to the state at ``at``) of the record."""
+    scope = writer.scope
     item_id = validate_id(item_id)
     _one_target(ov, at, "ov")
     target_ov = check_ov(ov, "ov")
@@ -109,70 +121,101 @@ async def restore_object(
     expected = check_ov(expected_ov, "expected_ov")
     actor, reason = check_text(actor, "actor"), check_text(reason, "reason")
 
-    async def target_of(head: Doc) -> Doc:
+    async def build(head: Doc) -> Built | None:
         if expected is not None and expected != int(head["ov"]):
             raise VersionConflictError(expected, int(head["ov"]), id=item_id)
-        return await _target_version(writer, head, target_ov, at_us)
-
-    return await _restore_to(
-        writer, item_id, target_of, actor=actor, reason=reason, always_skip=always_skip_unchanged
-    )
-
-
-async def _restore_to(
-    writer: Writer,
-    item_id: str,
-    target_of: Callable[[Doc], Awaitable[Doc]],
-    *,
-    actor: str | None,
-    reason: str | None,
-    always_skip: bool,
-    seen: dict[str, Any] | None = None,
-) -> WriteResult:
-    """Publish a restore version copying ``await target_of(head)`` (read under the lease).
-
-    ``seen["deleted"]`` receives whether the record was deleted before the restore.
-    """
-
-    async def build(head: Doc) -> Built | None:
-        target = await target_of(head)
-        if seen is not None:
-            seen["deleted"] = bool(head.get("deleted"))
-        deleted = bool(target.get("deleted"))
-        if writer.unchanged(head, target["sha256"], deleted=deleted, always=always_skip):
-            return None
-        version = carry(head)
-        version.update(
-            op="restore",
-            actor=actor,
-            reason=reason,
-            deleted=deleted,
-            meta=target.get("meta"),
-            function_id=None,
-            function_ids=list(target.get("function_ids") or []),
-            restored_from=int(target["ov"]),
-        )
-        version.update(reuse_payload(target))
-        return version, None
+        if target_ov is not None:
+            target = None
+            if target_ov <= int(head["ov"]):
+                target = await scope.repo.find_version(version_id(scope.tenant, item_id, target_ov))
+            if target is None:
+                raise NotFoundError(
+                    f"no version ov={target_ov} of {scope.where(item_id)}", id=item_id
+                )
+        else:
+            target = await _state_at(writer, head, None, at_us)
+            if target is None:
+                raise NotFoundError(
+                    f"{scope.where(item_id)} did not exist at that time", id=item_id
+                )
+        return _restore_version(writer, head, target, actor, reason, always_skip=False)
 
     return await writer.change(item_id, build, op="restore", with_inline=False)
 
 
-async def _delete_if_live(
-    writer: Writer, item_id: str, actor: str | None, reason: str | None
-) -> bool:
-    """Logically delete a record created after the target; False if already deleted."""
+def _restore_version(
+    writer: Writer,
+    head: Doc,
+    target: Doc,
+    actor: str | None,
+    reason: str | None,
+    *,
+    always_skip: bool,
+) -> Built | None:
+    """A restore version copying ``target`` (``None`` when the head already equals it)."""
+    deleted = bool(target.get("deleted"))
+    if writer.unchanged(head, target["sha256"], deleted=deleted, always=always_skip):
+        return None
+    version = carry(head)
+    version.update(
+        op="restore",
+        actor=actor,
+        reason=reason,
+        deleted=deleted,
+        meta=target.get("meta"),
+        function_id=None,
+        function_ids=list(target.get("function_ids") or []),
+        restored_from=int(target["ov"]),
+    )
+    version.update(reuse_payload(target))
+    return version, None
+
+
+async def _restore_one(
+    writer: Writer,
+    item_id: str,
+    target_cv: int | None,
+    at_us: int | None,
+    actor: str | None,
+    reason: str | None,
+) -> str:
+    """Bring one record to its target state; which outcome bucket it falls in."""
+    outcome = "unchanged"
 
     async def build(head: Doc) -> Built | None:
-        if head.get("deleted"):
-            return None
-        version = carry(head)
-        version.update(op="delete", actor=actor, reason=reason, deleted=True, function_id=None)
-        version.update(reuse_payload(head))
-        return version, None
+        nonlocal outcome
+        target = await _state_at(writer, head, target_cv, at_us)
+        if target is None:
+            # Created after the target: delete it (a deleted record stays as it is).
+            if head.get("deleted"):
+                return None
+            outcome = "deleted"
+            version = carry(head)
+            version.update(op="delete", actor=actor, reason=reason, deleted=True, function_id=None)
+            version.update(reuse_payload(head))
+            return version, None
+        built = _restore_version(writer, head, target, actor, reason, always_skip=True)
+        if built is not None:
+            outcome = (
+                "undeleted" if head.get("deleted") and not target.get("deleted") else "restored"
+            )
+        return built
 
-    result = await writer.change(item_id, build, op="delete", with_inline=True)
-    return result.changed
+    result = await writer.change(item_id, build, op="restore", with_inline=True)
+    return outcome if result.changed else "unchanged"
+
+
+def _check_progress(progress: Progress | None) -> None:
+    if progress is None:
+        return
+    if not callable(progress):
+        raise ValidationError("progress must be a callable progress(done, total)")
+    try:
+        inspect.signature(progress).bind(0, 0)
+    except TypeError:
+        raise ValidationError("progress must accept two arguments: progress(done, total)") from None
+    except ValueError:
+        pass  # no signature to inspect (some builtins): a wrong one fails at the first call
 
 
 async def restore_collection(
@@ -191,70 +234,51 @@ async def restore_collection(
     target_cv = check_ov(cv, "cv")
     at_us = parse_at(at) if at is not None else None
     actor, reason = check_text(actor, "actor"), check_text(reason, "reason")
-    if progress is not None and not callable(progress):
-        raise ValidationError("progress must be a callable progress(done, total)")
+    _check_progress(progress)
     limit = concurrency if concurrency is not None else scope.config.restore.concurrency
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 256:
         raise ValidationError("concurrency must be an integer from 1 to 256")
     await scope.ready()
-    changed = await scope.repo.items_changed_since(scope.t, cv=target_cv, at_us=at_us)
+    changed = sorted(await scope.repo.items_changed_since(scope.t, cv=target_cv, at_us=at_us))
     outcome: dict[str, list[Any]] = {
         k: [] for k in ("restored", "deleted", "undeleted", "unchanged", "failed")
     }
     gate = asyncio.Semaphore(limit)
     done = 0
+    stopped: BaseException | None = None
 
     async def one(item_id: str) -> None:
-        nonlocal done
+        nonlocal done, stopped
         async with gate:
+            if stopped is not None:
+                return
             try:
                 kind = await _restore_one(writer, item_id, target_cv, at_us, actor, reason)
                 outcome[kind].append(item_id)
             except ChronosError as exc:
                 outcome["failed"].append((item_id, f"{type(exc).__name__}: {exc}"))
             done += 1
-            if progress is not None:
-                maybe = progress(done, len(changed))
-                if maybe is not None:
-                    await maybe
+            if progress is not None and stopped is None:
+                try:
+                    maybe = progress(done, len(changed))
+                    if maybe is not None:
+                        await maybe
+                except Exception as exc:  # the caller's callback: stop cleanly, report
+                    stopped = exc
 
     async with asyncio.TaskGroup() as group:
-        for item_id in sorted(changed):
+        for item_id in changed:
             group.create_task(one(item_id))
-    return RestoreReport(
+    report = RestoreReport(
         target_cv=target_cv,
         target_at=None if at_us is None else from_us(at_us),
+        not_started=len(changed) - done,
         **{k: tuple(sorted(v)) for k, v in outcome.items()},
     )
-
-
-async def _restore_one(
-    writer: Writer,
-    item_id: str,
-    target_cv: int | None,
-    at_us: int | None,
-    actor: str | None,
-    reason: str | None,
-) -> str:
-    """Bring one record to its target state; which outcome bucket it falls in."""
-    scope = writer.scope
-    state = await scope.repo.version_at_target(scope.t, item_id, cv=target_cv, at_us=at_us)
-    if state is None:
-        return "deleted" if await _delete_if_live(writer, item_id, actor, reason) else "unchanged"
-    # The target version is immutable: the one just read serves the restore as well, and
-    # the head read under the lease says whether the record was deleted (no extra reads).
-
-    async def target_of(head: Doc) -> Doc:
-        if int(state["ov"]) > int(head["ov"]):
-            raise NotFoundError(
-                f"version ov={state['ov']} of {scope.where(item_id)} is unpublished"
-            )
-        return state
-
-    seen: dict[str, Any] = {}
-    result = await _restore_to(
-        writer, item_id, target_of, actor=actor, reason=reason, always_skip=True, seen=seen
-    )
-    if not result.changed:
-        return "unchanged"
-    return "undeleted" if seen.get("deleted") and not state.get("deleted") else "restored"
+    if stopped is not None:
+        raise RestoreInterruptedError(
+            f"restore_collection stopped after {done} of {len(changed)} records: the "
+            f"progress callback raised {type(stopped).__name__}: {stopped}",
+            report=report,
+        ) from stopped
+    return report

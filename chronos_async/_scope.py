@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from chronos_async._activity import Activity
 from chronos_async._checkpoints import CheckpointInfo, Checkpoints, Point
 from chronos_async._config import ChronosConfig
 from chronos_async._keys import NO_TENANT
@@ -66,12 +67,13 @@ class Scope:
     store: BlobStore
     cmap: CollectionMap
     config: ChronosConfig
-    transactions: bool
     owner: str
     gates: ItemGates
     #: Awaited before the first operation: creates the collection's indexes once.
     ready: Callable[[], Awaitable[None]]
     checkpoints: Checkpoints
+    #: The instance's writes in flight and their clean-ups (bounded close).
+    activity: Activity
 
     async def reach(self, point: Point, item_id: str, ov: int, op: str) -> None:
         """Pass checkpoint ``point`` of a write (a no-op unless a hook is installed)."""
@@ -83,6 +85,11 @@ class Scope:
     def t(self) -> str:
         """The tenant as stored in documents (``NO_TENANT`` when there is none)."""
         return self.tenant or NO_TENANT
+
+    @property
+    def commit_us(self) -> int:
+        """The commit window (``deadlines.commit_ms``) in microseconds."""
+        return self.config.deadlines.commit_ms * 1000
 
     def where(self, item_id: str) -> str:
         """A human-readable name of a record for messages."""

@@ -25,8 +25,9 @@ from chronos_async._keys import head_id, item_prefix, new_item_id, new_write_tok
 from chronos_async._lease import LeaseKeeper, take_lease
 from chronos_async._meta import extract_indexed
 from chronos_async._models import WriteResult, from_us
-from chronos_async._publish import Attempt, Doc, guarded, publish, release
+from chronos_async._publish import Attempt, Doc, publish
 from chronos_async._scope import Scope, now_us
+from chronos_async._withdraw import guarded, release
 
 __all__ = [
     "Built",
@@ -158,7 +159,10 @@ class Writer:
             "restored_from": None,
         }
         attempt = Attempt(scope, item_id, new_write_token())
-        async with scope.gates.hold(head_id(scope.tenant, item_id)):
+        async with (
+            scope.activity.write(f"create of {scope.where(item_id)}"),
+            scope.gates.hold(head_id(scope.tenant, item_id)),
+        ):
             head = await guarded(
                 attempt, lambda: publish(attempt, prev_head=None, version=version, payload=payload)
             )
@@ -237,7 +241,10 @@ class Writer:
         """
         scope = self.scope
         await scope.ready()
-        async with scope.gates.hold(head_id(scope.tenant, item_id)):
+        async with (
+            scope.activity.write(f"{op} of {scope.where(item_id)}"),
+            scope.gates.hold(head_id(scope.tenant, item_id)),
+        ):
             head, token = await take_lease(scope, item_id, with_inline=with_inline)
             attempt = _leased_attempt(scope, item_id, token, head)
 
@@ -252,7 +259,7 @@ class Writer:
             async with LeaseKeeper(attempt):
                 new_head = await guarded(attempt, body)
             if new_head is None:
-                await release(attempt)
+                await scope.activity.settle(release(attempt))
                 return result_of(head, changed=False)
         return result_of(new_head)
 
@@ -269,7 +276,10 @@ class Writer:
         item_id = validate_id(item_id)
         expected = check_ov(expected_ov, "expected_ov")
         await scope.ready()
-        async with scope.gates.hold(head_id(scope.tenant, item_id)):
+        async with (
+            scope.activity.write(f"hard delete of {scope.where(item_id)}"),
+            scope.gates.hold(head_id(scope.tenant, item_id)),
+        ):
             head, token = await take_lease(scope, item_id, with_inline=False)
             attempt = _leased_attempt(scope, item_id, token, head)
 

@@ -30,6 +30,7 @@ EXPECTED = {
     "Page",
     "Problem",
     "ReconcileReport",
+    "RestoreInterruptedError",
     "RestoreReport",
     "SpacesConnection",
     "StorageError",

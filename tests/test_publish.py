@@ -34,7 +34,8 @@ async def _claim_without_publishing(
         **source,
         "_id": version_id(None, item_id, ov),
         "ov": ov,
-        "at": int(head["at"]) + 1,
+        "prev_at": int(head["at"]),
+        "claim_us": now_us() - 60_000_000,  # long ago: its writer is gone
         "cv": await scope.repo.next_cv(scope.t),
         "op": "update",
         "actor": "crashed-writer",
@@ -77,9 +78,11 @@ async def test_head_mirrors_its_version(users: Collection) -> None:
     head = await scope.repo.find_head(head_id(None, r.id))
     version = await scope.repo.find_version(version_id(None, r.id, 0))
     assert head is not None and version is not None
-    rebuilt = head_from_version(version, head["_id"])
+    rebuilt = head_from_version(version, head["_id"], int(head["at"]))
     for key, value in rebuilt.items():
         assert head[key] == value, key
+    # The commit time is taken once the claim exists, before the head moves.
+    assert version["prev_at"] == -1 and version["claim_us"] < head["at"]
 
 
 async def test_failed_publish_withdraws_claim_and_payload(
@@ -103,31 +106,46 @@ async def test_failed_publish_withdraws_claim_and_payload(
     assert (await users.update(r.id, {"email": "c@x"}, expected_ov=0)).ov == 1
 
 
-async def test_cancelled_writer_leaves_no_trace(
-    users: Collection, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("reply", ["lands", "fails"])
+async def test_cancel_during_head_move_waits_for_its_reply(
+    users: Collection, monkeypatch: pytest.MonkeyPatch, reply: str
 ) -> None:
+    """A head move already sent when the writer is cancelled is applied by the server
+    anyway; the clean-up waits for its reply: published (it landed) or withdrawn (it
+    failed), never half of each, and the lease is free either way."""
     r = await users.create({"email": "a@x", "pad": "p" * 30_000})
     before = await footprint(users)
     repo = users._scope.repo
-    entered = asyncio.Event()
+    entered, answer = asyncio.Event(), asyncio.Event()
     original = repo.move_head
 
-    async def stalled_move(*args: Any, **kwargs: Any) -> bool:
+    async def slow_move(*args: Any, **kwargs: Any) -> bool:
         entered.set()
-        await asyncio.Event().wait()  # never returns: the writer gets cancelled here
+        await answer.wait()  # the reply arrives only after the caller was cancelled
+        if reply == "fails":
+            raise StorageError("MongoDB head update failed (AutoReconnect)", retryable=True)
         return await original(*args, **kwargs)
 
-    monkeypatch.setattr(repo, "move_head", stalled_move)
+    monkeypatch.setattr(repo, "move_head", slow_move)
     task = asyncio.create_task(
         users.update(r.id, {"email": "b@x", "pad": "q" * 30_000}, expected_ov=0)
     )
     await entered.wait()
     task.cancel()
+    await asyncio.sleep(0.01)
+    answer.set()
     with pytest.raises(asyncio.CancelledError):
         await task
     monkeypatch.undo()
-    assert await footprint(users) == before
-    assert (await users.update(r.id, {"email": "c@x"}, expected_ov=0)).ov == 1
+    head = await repo.find_head(head_id(None, r.id))
+    assert head is not None and head["lease_token"] is None
+    if reply == "lands":
+        heads, versions, blobs = before
+        assert await footprint(users) == (heads, versions + 1, blobs + 1)
+        assert (await users.update(r.id, {"email": "c@x"}, expected_ov=1)).ov == 2
+    else:
+        assert await footprint(users) == before
+        assert (await users.update(r.id, {"email": "c@x"}, expected_ov=0)).ov == 1
 
 
 async def test_lease_held_elsewhere_times_out(make_config: Any, db_name: str) -> None:

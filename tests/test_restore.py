@@ -10,7 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chronos_async import Chronos, Collection, NotFoundError, ValidationError
+from chronos_async import (
+    Chronos,
+    Collection,
+    NotFoundError,
+    RestoreInterruptedError,
+    RestoreReport,
+    ValidationError,
+)
 from chronos_async._keys import head_id
 from tests.support import footprint
 
@@ -210,9 +217,7 @@ async def test_collection_restore_work_is_proportional_to_changes(
 
             return wrapper
 
-        monkeypatch.setattr(
-            repo, "version_at_target", counting("target_lookups", repo.version_at_target)
-        )
+        monkeypatch.setattr(repo, "version_at_cv", counting("target_lookups", repo.version_at_cv))
         monkeypatch.setattr(repo, "insert_version", counting("version_writes", repo.insert_version))
         monkeypatch.setattr(repo, "take_lease", counting("leases", repo.take_lease))
         monkeypatch.setattr(repo, "find_head", counting("other_reads", repo.find_head))
@@ -229,3 +234,53 @@ async def test_collection_restore_work_is_proportional_to_changes(
         }
         latest = await asyncio.gather(*(docs.get_latest(i) for i in changed))
         assert all(x is not None and x.data["n"] != -1 for x in latest)
+
+
+async def test_a_progress_callback_with_the_wrong_signature_is_refused_up_front(
+    users: Collection,
+) -> None:
+    r = await users.create({"email": "a@x"})
+    target = (await users.get_latest(r.id)).cv  # type: ignore[union-attr]
+    await users.update(r.id, {"email": "b@x"}, expected_ov=0)
+    before = await footprint(users)
+    for wrong in (lambda: None, lambda done: None, lambda a, b, c: None, 42):
+        with pytest.raises(ValidationError):
+            await users.restore_collection(cv=target, progress=wrong)  # type: ignore[arg-type]
+    assert await footprint(users) == before
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_a_failing_progress_callback_stops_cleanly_with_a_report(
+    users: Collection, asynchronous: bool
+) -> None:
+    ids = [(await users.create({"email": f"{n}@x"})).id for n in range(12)]
+    target = (await users.get_latest(ids[-1])).cv  # type: ignore[union-attr]
+    for i in ids:
+        await users.update(i, {"email": "changed@x"}, expected_ov=0)
+    calls = 0
+
+    def failing(done: int, total: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("progress bar crashed")
+
+    async def failing_async(done: int, total: int) -> None:
+        failing(done, total)
+
+    with pytest.raises(RestoreInterruptedError) as info:
+        await users.restore_collection(
+            cv=target, concurrency=2, progress=failing_async if asynchronous else failing
+        )
+    assert isinstance(info.value.__cause__, RuntimeError)
+    report = info.value.report
+    assert isinstance(report, RestoreReport)
+    done = set(report.restored)
+    assert report.examined == len(done) >= 3 and report.not_started == len(ids) - len(done)
+    for i in ids:  # exactly the reported records were restored, the others untouched
+        item = await users.get_latest(i)
+        assert item is not None
+        assert (item.data["email"] != "changed@x") == (i in done)
+    again = await users.restore_collection(cv=target)
+    assert sorted(again.restored) == sorted(set(ids) - done)
+    assert sorted(again.unchanged) == sorted(done)

@@ -1,9 +1,9 @@
-"""Transactions: detected once at start-up; the forced path works with one writer.
+"""Transactions: detected once at start-up and reported; writes never depend on them.
 
 Against nx-27017 (a standalone server whose transactions are not isolated) auto-detect
-must say "no". The forced-on test runs there with a single writer and nothing else
-touching the database; against a real replica set (CHRONOS_TEST_MONGO_URI) the same
-test exercises real transactions.
+must say "no". The publish step uses no transaction whatever the setting (a transaction
+would hide the version claim that as-of readers wait for), so forcing them on changes
+nothing about how writes behave.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ async def test_disabled_means_never(make_config: Any) -> None:
         assert chronos.backends[0].transactions is False
 
 
-async def test_forced_transactions_single_writer(make_config: Any, db_name: str) -> None:
+async def test_writes_behave_the_same_with_transactions_forced_on(
+    make_config: Any, db_name: str
+) -> None:
     config = make_config("local", transactions={"enabled": True, "auto_detect": False})
     async with Chronos(config) as chronos:
         assert chronos.backends[0].transactions is True

@@ -9,10 +9,14 @@ Documents (field names are short because every head and version carries them):
     key, size, sha256, inline (payload bytes when small), restored_from,
     lease_exp (epoch µs; 0 = free), lease_token, lease_owner, lease_fence (grant count)
 
-``<coll>_ver``  one per version, ``_id = "<tenant>/<id>/<ov>"``: the same facts as the
-head at that version plus ``function_id`` and ``token`` (the write attempt that claimed
-it). Inserting it is the claim on ``ov``: ``_id`` is unique, so two writers can never
-both own one ``ov``.
+``<coll>_ver``  one per version, ``_id = "<tenant>/<id>/<ov>"``: the facts of the version
+(``op``, actor, payload key, ``cv``, ...) plus ``function_id``, ``token`` (the write
+attempt that claimed it), ``claim_us`` (when it was claimed) and ``prev_at`` (the commit
+time of version ``ov - 1``; -1 for ``ov = 0``). Inserting it is the claim on ``ov``:
+``_id`` is unique, so two writers can never both own one ``ov``. A version's own commit
+time is not known when it is claimed (it is fixed when the head moves, see
+:mod:`chronos_async._publish`): it is the next version's ``prev_at``, or the head's
+``at`` for the current version.
 
 ``<coll>_counter``  ``{_id: "cv/<tenant>", value}``: the collection version.
 
@@ -27,8 +31,8 @@ Heads are only ever moved with a whole-document compare-and-swap on ``ov``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -40,7 +44,6 @@ from chronos_async.meta._errors import mongo_errors
 __all__ = ["HEAD_LIGHT", "RecordRepo"]
 
 Doc = dict[str, Any]
-T = TypeVar("T")
 Session = AsyncClientSession
 
 #: Head fields needed to write (everything except the inline payload).
@@ -65,22 +68,15 @@ class RecordRepo:
                 [("t", ASCENDING), ("id", ASCENDING), ("ov", ASCENDING)], unique=True
             )
             await self.versions.create_index(
-                [("t", ASCENDING), ("id", ASCENDING), ("at", ASCENDING)]
+                [("t", ASCENDING), ("id", ASCENDING), ("prev_at", ASCENDING)]
             )
             await self.versions.create_index([("t", ASCENDING), ("cv", ASCENDING)])
-            await self.versions.create_index([("t", ASCENDING), ("at", ASCENDING)])
             await self.heads.create_index([("t", ASCENDING), ("updated_us", DESCENDING)])
             await self.heads.create_index([("t", ASCENDING), ("created_us", DESCENDING)])
             for prop in indexed_props:
                 await self.heads.create_index(
                     [("t", ASCENDING), (f"meta.{prop.removesuffix('[]')}", ASCENDING)]
                 )
-
-    async def in_transaction(self, body: Callable[[Session], Awaitable[T]]) -> T:
-        """Run ``body(session)`` in one multi-document transaction (retried when transient)."""
-        with mongo_errors("transaction"):
-            async with self.db.client.start_session() as session:
-                return await session.with_transaction(body)
 
     # -- heads -------------------------------------------------------------------------
 
@@ -201,16 +197,28 @@ class RecordRepo:
         with mongo_errors("version read"):
             return await self.versions.find_one({"_id": vid})
 
-    async def find_versions_at(
+    async def find_versions(self, vids: Sequence[str]) -> dict[str, Doc]:
+        """Version documents by ``_id`` (missing ones are absent from the result)."""
+        with mongo_errors("version read"):
+            cursor = self.versions.find({"_id": {"$in": list(vids)}})
+            return {doc["_id"]: doc async for doc in cursor}
+
+    async def find_versions_before(
         self, tenant: str, item_id: str, at_us: int, limit: int
     ) -> list[Doc]:
-        """The newest ``limit`` versions committed at or before ``at_us``."""
+        """The ``limit`` versions with the latest ``prev_at`` at or before ``at_us``.
+
+        ``prev_at`` (the commit time of the version before) increases with ``ov``, so
+        these are consecutive versions, newest first: the first one's predecessor is the
+        newest version committed at or before ``at_us``, give or take the first itself
+        (see :func:`chronos_async._asof.pick_as_of`).
+        """
         with mongo_errors("version read"):
             cursor = (
                 self.versions.find(
-                    {"t": {"$eq": tenant}, "id": {"$eq": item_id}, "at": {"$lte": at_us}}
+                    {"t": {"$eq": tenant}, "id": {"$eq": item_id}, "prev_at": {"$lte": at_us}}
                 )
-                .sort([("at", DESCENDING)])
+                .sort([("prev_at", DESCENDING)])
                 .limit(limit)
             )
             return await cursor.to_list(length=limit)
@@ -241,32 +249,36 @@ class RecordRepo:
     ) -> set[str]:
         """Ids of the records with a version after ``cv`` (or committed after ``at_us``).
 
-        Served by the ``(t, cv)`` / ``(t, at)`` indexes: the work is proportional to the
-        number of versions since the target, not to the size of the collection.
+        After ``cv``: served by the ``(t, cv)`` version index. After a time: the records
+        whose head (their newest commit) is later, served by the ``(t, updated_us)``
+        head index. Either way the work is proportional to the number of changes since
+        the target, not to the size of the collection.
         """
-        bound = {"cv": {"$gt": cv}} if cv is not None else {"at": {"$gt": at_us}}
-        with mongo_errors("version index scan"):
-            cursor = self.versions.find(
-                {"t": {"$eq": tenant}, **bound}, projection={"id": 1, "_id": 0}
-            ).batch_size(1000)
+        with mongo_errors("change scan"):
+            if cv is not None:
+                cursor = self.versions.find(
+                    {"t": {"$eq": tenant}, "cv": {"$gt": cv}}, projection={"id": 1, "_id": 0}
+                ).batch_size(1000)
+            else:
+                cursor = self.heads.find(
+                    {"t": {"$eq": tenant}, "updated_us": {"$gt": at_us}},
+                    projection={"id": 1, "_id": 0},
+                ).batch_size(1000)
             return {doc["id"] async for doc in cursor}
 
-    async def version_at_target(
-        self, tenant: str, item_id: str, *, cv: int | None, at_us: int | None
-    ) -> Doc | None:
-        """The record's newest version at or before ``cv`` (or ``at_us``), or ``None``.
+    async def version_at_cv(self, tenant: str, item_id: str, cv: int, *, max_ov: int) -> Doc | None:
+        """The record's newest version up to ``max_ov`` with a ``cv`` at or below ``cv``.
 
         With its inline payload copy: a restore to it carries the copy over.
         """
-        query: Doc = {"t": {"$eq": tenant}, "id": {"$eq": item_id}}
-        if cv is not None:
-            query["cv"] = {"$lte": cv}
-            order = [("ov", DESCENDING)]
-        else:
-            query["at"] = {"$lte": at_us}
-            order = [("at", DESCENDING)]
+        query: Doc = {
+            "t": {"$eq": tenant},
+            "id": {"$eq": item_id},
+            "cv": {"$lte": cv},
+            "ov": {"$lte": max_ov},
+        }
         with mongo_errors("version read"):
-            found = await self.versions.find(query).sort(order).limit(1).to_list(1)
+            found = await self.versions.find(query).sort([("ov", DESCENDING)]).limit(1).to_list(1)
         return found[0] if found else None
 
     async def delete_version(self, vid: str, token: str) -> bool:

@@ -57,18 +57,13 @@ from chronos_async._procs import (
     start_nx,
     start_weed,
 )
+from chronos_async._rollforward import settle_age_us
 from chronos_async._scope import now_us
 from tests.reliability.writer_process import config_json
 from tests.support import footprint
 
 BIG = "x" * 20_000  # above the 16 KiB inline limit: reads of such versions need the store
 ORIGINAL = {"email": "orig@x", "pad": BIG}
-
-
-@pytest.fixture
-def payloads(_s3_server_or_none: Any) -> str:
-    """The payload store of the in-process tests: the session's S3 server, else a folder."""
-    return "s3" if _s3_server_or_none is not None else "local"
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -85,11 +80,6 @@ async def assert_clean(chronos: Chronos, db: str, *, reconcile: bool = False) ->
         await chronos.admin.reconcile(db, grace_seconds=0)
     report = await chronos.admin.verify(db, grace_seconds=0)
     assert report.ok, "\n".join(str(p) for p in report.problems)
-
-
-def in_transaction(chronos: Chronos, point: str) -> bool:
-    """Whether ``point`` is passed inside the publish transaction (replica sets only)."""
-    return chronos.backends[0].transactions and point == "claimed"
 
 
 async def readable_history(users: Collection, item_id: str) -> list[int]:
@@ -233,12 +223,7 @@ async def test_failure_at_checkpoint(instance: Chronos, db_name: str, op: str, p
 
     visible = point == "published"
     error = raised.value
-    if in_transaction(instance, point):
-        # The hook raised inside the publish transaction, which was aborted; any error of
-        # that transaction is reported as "may have committed" and the payload is kept.
-        assert isinstance(error, StorageError) and error.outcome_unknown, repr(error)
-        await assert_clean(instance, db_name, reconcile=True)  # removes the kept payload
-    elif not visible:
+    if not visible:
         # Withdrawn cleanly: the caller learns exactly what failed, and that a retry may help.
         assert isinstance(error, StorageError), repr(error)
         assert error.retryable and not error.outcome_unknown and "injected" in str(error)
@@ -284,8 +269,6 @@ async def test_lost_reply_never_exposes_a_missing_payload(
     """A MongoDB write that was applied although the writer saw an error (or was cancelled
     while it waited for the reply) must not make the withdrawal remove what is now, or
     will be, published."""
-    if instance.backends[0].transactions:
-        pytest.skip("with transactions only the commit's reply can be lost (outcome unknown)")
     users = instance.collection("users", db=db_name)
     item_id = await _prepare(users, op)
     repo = users._scope.repo
@@ -397,14 +380,13 @@ async def _sleep_until_us(deadline_us: int) -> None:
 async def test_writer_killed_between_steps(
     make_config: Any, payloads: str, db_name: str, tmp_path: Path
 ) -> None:
-    # Crash recovery is the transaction-free protocol's business, so it is forced here even
-    # on a replica set (there a writer killed inside its publish transaction leaves nothing
-    # visible, but the server keeps that transaction, and the record, locked until
-    # transactionLifetimeLimitSeconds, 60 s by default).
     config = make_config(
         payloads,
         leases={"lease_ms": CRASH_LEASE_MS, "wait_ms": 0},
-        transactions={"enabled": False},
+        # A creation is adopted once its writer can no longer act on it: three MongoDB
+        # deadlines (3 s here) after its claim. Readers wait for a young claim (one the
+        # writer may still publish) for at most the commit window: short here.
+        deadlines={"mongo_ms": 1000, "commit_ms": 200},
     )
     doomed = {"by": "doomed-writer", "pad": BIG.lower()}
     async with Chronos(config) as chronos:
@@ -452,7 +434,8 @@ async def test_writer_killed_between_steps(
         else:
             assert now_us() >= lease_exp["a-stored"]
 
-        await _sleep_until_us(max([*lease_exp.values(), killed_at + CRASH_LEASE_MS * 1000]))
+        settled = killed_at + settle_age_us(config, create=True)
+        await _sleep_until_us(max([*lease_exp.values(), settled]))
 
         # "stored": nothing was claimed, the next writer just succeeds.
         if not a_done:
