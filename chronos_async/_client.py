@@ -7,7 +7,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
@@ -22,7 +22,7 @@ from chronos_async._errors import ClosedError, ConfigError
 from chronos_async._keys import validate_collection, validate_db, validate_tenant
 from chronos_async._routing import backend_id, choose_backend, routing_key
 from chronos_async._scope import ItemGates, Scope
-from chronos_async.meta import RecordRepo, open_client, supports_transactions
+from chronos_async.meta import IdemRepo, RecordRepo, open_client, supports_transactions
 from chronos_async.storage import BlobStore
 from chronos_async.storage._deadline import DeadlineStore
 
@@ -80,12 +80,13 @@ class Chronos:
         self._state: Literal["unopened", "opening", "open", "closing", "closed"] = "unopened"
         self._stack = AsyncExitStack()
         self._backends: list[Backend] = []
-        self._ready: dict[tuple[int, str, str], asyncio.Future[None]] = {}
+        self._ready: dict[tuple[object, ...], asyncio.Future[None]] = {}
         self._gates = ItemGates()
         self._activity = Activity()
         self._closing: asyncio.Task[None] | None = None
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.admin = Admin(self)
+
         #: Hooks at the named points of every write (see :mod:`chronos_async._checkpoints`).
         self.checkpoints = Checkpoints()
 
@@ -103,11 +104,11 @@ class Chronos:
         try:
             for index, uri in enumerate(self.config.mongo_uris):
                 self._backends.append(await self._open_backend(index, uri))
+            self._state = "open"
         except BaseException:
             self._state = "closed"
             await self._stack.aclose()
             raise
-        self._state = "open"
         return self
 
     async def _open_backend(self, index: int, uri: str) -> Backend:
@@ -211,29 +212,9 @@ class Chronos:
         tenant = validate_tenant(tenant) if tenant is not None else None
         backend = self.route(db=db, collection=name, tenant=tenant)
         repo = RecordRepo(backend.client[db], name)
+        idem = IdemRepo(backend.client[db], name)
         cmap = self.config.collection_map(name)
         key = (backend.index, db, name)
-
-        async def ready() -> None:
-            self._check_open()
-            pending = self._ready.get(key)
-            if (
-                pending is not None
-                and pending.done()
-                and not pending.cancelled()
-                and pending.exception() is None
-            ):
-                return  # the common case: indexes exist, nothing to await
-            if pending is None:
-                pending = asyncio.ensure_future(repo.ensure_indexes(cmap.indexed_props))
-                self._ready[key] = pending
-            try:
-                await asyncio.shield(pending)
-            except Exception:
-                if self._ready.get(key) is pending:
-                    del self._ready[key]
-                raise
-
         scope = Scope(
             db=db,
             collection=name,
@@ -244,11 +225,41 @@ class Chronos:
             config=self.config,
             owner=self.owner,
             gates=self._gates,
-            ready=ready,
+            ready=self._once(key, lambda: repo.ensure_indexes(cmap.indexed_props)),
+            idem=idem,
+            idem_ready=self._once((*key, "idem"), idem.ensure_indexes),
             checkpoints=self.checkpoints,
             activity=self._activity,
         )
         return Collection(scope)
+
+    def _once(
+        self, key: tuple[object, ...], make: Callable[[], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        """An awaitable that runs ``make()`` once per instance and ``key`` (index creation):
+        awaited concurrently it runs once; a failure is retried by the next caller."""
+
+        async def ready() -> None:
+            self._check_open()
+            pending = self._ready.get(key)
+            if (
+                pending is not None
+                and pending.done()
+                and not pending.cancelled()
+                and pending.exception() is None
+            ):
+                return  # the common case: done, nothing to await
+            if pending is None:
+                pending = asyncio.ensure_future(make())
+                self._ready[key] = pending
+            try:
+                await asyncio.shield(pending)
+            except Exception:
+                if self._ready.get(key) is pending:
+                    del self._ready[key]
+                raise
+
+        return ready
 
     def _check_open(self) -> None:
         if self._state != "open":

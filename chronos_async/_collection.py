@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from chronos_async._enrich import enrich
+from chronos_async._errors import ValidationError
+from chronos_async._hard_delete import hard_delete
 from chronos_async._history import History
 from chronos_async._models import Item, Page, VersionInfo, WriteResult
 from chronos_async._read import Reader
@@ -67,15 +69,29 @@ class Collection:
         id: str | None = None,
         parent_id: str | None = None,
         origin_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> WriteResult:
         """Create a record (``ov=0``).
 
         ``id`` defaults to a new ObjectId string; an id that is taken raises
         :class:`ItemExistsError`. ``parent_id``/``origin_id`` record lineage: when only a
         parent is given, the origin is the parent's origin (or the parent itself).
+
+        ``idempotency_key`` (every write takes one): a second call with the same key in
+        this collection (and tenant) returns the first call's result and writes nothing,
+        also after that call failed with ``outcome_unknown`` and also from another
+        process; with other arguments it raises :class:`ValidationError`. Keys are
+        remembered for ``idempotency.ttl_seconds`` (24 h). A keyed create without an
+        ``id`` creates the same record on every retry.
         """
         return await self._writer.create(
-            data, actor=actor, reason=reason, item_id=id, parent_id=parent_id, origin_id=origin_id
+            data,
+            actor=actor,
+            reason=reason,
+            item_id=id,
+            parent_id=parent_id,
+            origin_id=origin_id,
+            idempotency_key=idempotency_key,
         )
 
     async def update(
@@ -86,15 +102,22 @@ class Collection:
         expected_ov: int | None,
         actor: str | None = None,
         reason: str | None = None,
+        idempotency_key: str | None = None,
     ) -> WriteResult:
         """Replace the record's data (a new version).
 
         ``expected_ov`` is required: the ``ov`` you read (:class:`VersionConflictError` if
         the record moved on since), or an explicit ``None`` to overwrite whatever is there.
-        Updating a deleted record raises :class:`ItemDeletedError`.
+        Updating a deleted record raises :class:`ItemDeletedError`. ``idempotency_key``:
+        as for :meth:`create`.
         """
         return await self._writer.update(
-            id, data, expected_ov=expected_ov, actor=actor, reason=reason
+            id,
+            data,
+            expected_ov=expected_ov,
+            actor=actor,
+            reason=reason,
+            idempotency_key=idempotency_key,
         )
 
     async def delete(
@@ -105,16 +128,26 @@ class Collection:
         actor: str | None = None,
         reason: str | None = None,
         hard: bool = False,
+        idempotency_key: str | None = None,
     ) -> WriteResult:
         """Delete the record.
 
         By default a logical delete: a new version marked deleted; history is kept and
         :meth:`restore_object` can bring it back. ``hard=True`` (only when the config's
-        ``hard_delete_enabled`` is set) removes the record, its versions and payloads.
+        ``hard_delete_enabled`` is set) removes the record, its versions and payloads; it
+        takes no ``idempotency_key`` (no version remains to record it).
         """
         if hard:
-            return await self._writer.hard_delete(id, expected_ov=expected_ov)
-        return await self._writer.delete(id, expected_ov=expected_ov, actor=actor, reason=reason)
+            if idempotency_key is not None:
+                raise ValidationError("a hard delete takes no idempotency_key")
+            return await hard_delete(self._writer, id, expected_ov=expected_ov)
+        return await self._writer.delete(
+            id,
+            expected_ov=expected_ov,
+            actor=actor,
+            reason=reason,
+            idempotency_key=idempotency_key,
+        )
 
     # -- reads -------------------------------------------------------------------------
 
@@ -257,6 +290,7 @@ class Collection:
         actor: str | None = None,
         reason: str | None = None,
         expected_ov: int | None = None,
+        idempotency_key: str | None = None,
     ) -> WriteResult:
         """Merge ``patch`` (or a list of patches, in order) into the data as one version.
 
@@ -281,6 +315,7 @@ class Collection:
             actor=actor,
             reason=reason,
             expected_ov=expected_ov,
+            idempotency_key=idempotency_key,
         )
 
     async def restore_object(
@@ -292,6 +327,7 @@ class Collection:
         actor: str | None = None,
         reason: str | None = None,
         expected_ov: int | None = None,
+        idempotency_key: str | None = None,
     ) -> WriteResult:
         """Add a version whose data is version ``ov``'s (or the record's state at ``at``).
 
@@ -304,7 +340,14 @@ class Collection:
             await users.restore_object(r.id, at="2026-03-01T00:00:00Z", reason="undo import")
         """
         return await restore_object(
-            self._writer, id, ov=ov, at=at, actor=actor, reason=reason, expected_ov=expected_ov
+            self._writer,
+            id,
+            ov=ov,
+            at=at,
+            actor=actor,
+            reason=reason,
+            expected_ov=expected_ov,
+            idempotency_key=idempotency_key,
         )
 
     async def restore_collection(

@@ -37,12 +37,14 @@ from pydantic import (
 )
 
 from chronos_async._errors import ConfigError
+from chronos_async._redact import redact_uri, secrets_revealed
 from chronos_async._sections import (
     CollectionMap,
     CounterRules,
     DeadlinesConfig,
     DevShadowConfig,
     FallbackConfig,
+    IdempotencyConfig,
     LeaseConfig,
     LimitsConfig,
     LocalStorageConfig,
@@ -56,8 +58,6 @@ from chronos_async._sections import (
     Section,
     TransactionsConfig,
     WriteOptimizationConfig,
-    redact_uri,
-    secrets_revealed,
 )
 from chronos_async.meta._uris import validate_mongo_uri
 
@@ -156,6 +156,7 @@ class ChronosConfig(Section):
     dev_shadow: DevShadowConfig = Field(default_factory=DevShadowConfig)
     hard_delete_enabled: bool = False
     fallback: FallbackConfig | None = None
+    idempotency: IdempotencyConfig = Field(default_factory=IdempotencyConfig)
     write_optimization: WriteOptimizationConfig | None = None
     transactions: TransactionsConfig = Field(default_factory=TransactionsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)

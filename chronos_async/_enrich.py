@@ -9,18 +9,19 @@ internally with backoff: the patch is merged into whatever is current.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 from chronos_async._args import check_ov, check_text
 from chronos_async._errors import ValidationError
+from chronos_async._idempotency import IdemKey
 from chronos_async._keys import validate_id
 from chronos_async._merge import merge_all
 from chronos_async._meta import extract_indexed
 from chronos_async._models import WriteResult
 from chronos_async._payloads import load_data
 from chronos_async._publish import Doc
-from chronos_async._write import Built, Writer, carry, check_writable, retry_conflicts
+from chronos_async._write import Built, KeyUse, Writer, carry, check_writable, retry_conflicts
 
 __all__ = ["enrich"]
 
@@ -42,6 +43,8 @@ async def enrich(
     actor: str | None,
     reason: str | None,
     expected_ov: int | None,
+    idempotency_key: str | None = None,
+    key_use: KeyUse = "reserve",
 ) -> WriteResult:
     """Merge ``patch`` (or each of a list of patches, in order) into the current data."""
     scope = writer.scope
@@ -51,9 +54,8 @@ async def enrich(
     actor, reason = check_text(actor, "actor"), check_text(reason, "reason")
     expected = check_ov(expected_ov, "expected_ov")
     # Validate the patches up front (JSON types, limits), so a bad one fails before the
-    # record is leased or read.
-    for one in patches:
-        await writer.encode(dict(one))
+    # record is leased or read; their digests make the idempotency fingerprint.
+    digests = [(await writer.encode(dict(one))).sha256 for one in patches]
 
     async def build(head: Doc) -> Built | None:
         check_writable(head, expected)
@@ -77,8 +79,18 @@ async def enrich(
         )
         return version, payload
 
-    if expected is not None:
-        return await writer.change(item_id, build, op="enrich", with_inline=True)
-    return await retry_conflicts(
-        scope, lambda: writer.change(item_id, build, op="enrich", with_inline=True)
-    )
+    async def run(idem: IdemKey | None, _: str | None) -> WriteResult:
+        def once() -> Awaitable[WriteResult]:
+            return writer.change(item_id, build, op="enrich", with_inline=True, idem=idem)
+
+        return await (once() if expected is not None else retry_conflicts(scope, once))
+
+    facts = {
+        "id": item_id,
+        "patches": digests,
+        "function_id": function_id,
+        "expected_ov": expected,
+        "actor": actor,
+        "reason": reason,
+    }
+    return await writer.keyed(idempotency_key, "enrich", facts, item_id, run, key_use=key_use)

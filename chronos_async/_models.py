@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-__all__ = ["Item", "Operation", "Page", "VersionInfo", "WriteResult", "from_us", "to_us"]
+__all__ = [
+    "Item",
+    "Operation",
+    "Page",
+    "VersionInfo",
+    "WriteResult",
+    "from_us",
+    "result_from_doc",
+    "result_to_doc",
+    "to_us",
+]
 
 #: What a version recorded.
 Operation = Literal["create", "update", "delete", "enrich", "restore"]
@@ -40,6 +51,28 @@ class WriteResult:
     cv: int
     at: datetime
     changed: bool = True
+
+
+def result_to_doc(result: WriteResult) -> dict[str, Any]:
+    """A :class:`WriteResult` as a document (kept by idempotency keys and the queue)."""
+    return {
+        "id": result.id,
+        "ov": result.ov,
+        "cv": result.cv,
+        "at": to_us(result.at),
+        "changed": result.changed,
+    }
+
+
+def result_from_doc(doc: Mapping[str, Any]) -> WriteResult:
+    """The :class:`WriteResult` kept by :func:`result_to_doc`."""
+    return WriteResult(
+        id=str(doc["id"]),
+        ov=int(doc["ov"]),
+        cv=int(doc["cv"]),
+        at=from_us(int(doc["at"])),
+        changed=bool(doc.get("changed", True)),
+    )
 
 
 @dataclass(frozen=True, slots=True)

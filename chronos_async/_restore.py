@@ -43,11 +43,12 @@ from chronos_async._errors import (
     ValidationError,
     VersionConflictError,
 )
+from chronos_async._idempotency import IdemKey
 from chronos_async._keys import validate_id, version_id
 from chronos_async._models import WriteResult, from_us
 from chronos_async._publish import Doc
 from chronos_async._read import parse_at
-from chronos_async._write import Built, Writer, carry, reuse_payload
+from chronos_async._write import Built, KeyUse, Writer, carry, reuse_payload
 
 __all__ = ["RestoreReport", "restore_collection", "restore_object"]
 
@@ -111,6 +112,8 @@ async def restore_object(
     actor: str | None,
     reason: str | None,
     expected_ov: int | None = None,
+    idempotency_key: str | None = None,
+    key_use: KeyUse = "reserve",
 ) -> WriteResult:
     """Add a version equal to version ``ov`` (or to the state at ``at``) of the record."""
     scope = writer.scope
@@ -140,7 +143,18 @@ async def restore_object(
                 )
         return _restore_version(writer, head, target, actor, reason, always_skip=False)
 
-    return await writer.change(item_id, build, op="restore", with_inline=False)
+    async def run(idem: IdemKey | None, _: str | None) -> WriteResult:
+        return await writer.change(item_id, build, op="restore", with_inline=False, idem=idem)
+
+    facts = {
+        "id": item_id,
+        "ov": target_ov,
+        "at": at_us,
+        "expected_ov": expected,
+        "actor": actor,
+        "reason": reason,
+    }
+    return await writer.keyed(idempotency_key, "restore", facts, item_id, run, key_use=key_use)
 
 
 def _restore_version(

@@ -21,7 +21,7 @@ __all__ = ["adopt_create", "head_from_version", "publish_claim", "settle_age_us"
 Doc = dict[str, Any]
 #: Version fields a head does not mirror. Heads keep ``token`` (the write attempt that
 #: published them): a writer whose reply was lost can tell whether its head move landed.
-_VERSION_ONLY = ("_id", "function_id", "fence", "claim_us", "prev_at")
+_VERSION_ONLY = ("_id", "function_id", "fence", "claim_us", "prev_at", "idem", "idem_fp")
 
 
 def head_from_version(version: Doc, hid: str, at: int) -> Doc:

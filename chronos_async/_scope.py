@@ -13,7 +13,7 @@ from chronos_async._checkpoints import CheckpointInfo, Checkpoints, Point
 from chronos_async._config import ChronosConfig
 from chronos_async._keys import NO_TENANT
 from chronos_async._sections import CollectionMap
-from chronos_async.meta import RecordRepo
+from chronos_async.meta import IdemRepo, RecordRepo
 from chronos_async.storage import BlobStore
 
 __all__ = ["ItemGates", "Scope", "now_us"]
@@ -71,6 +71,10 @@ class Scope:
     gates: ItemGates
     #: Awaited before the first operation: creates the collection's indexes once.
     ready: Callable[[], Awaitable[None]]
+    #: Idempotency-key reservations, and the awaitable that creates their indexes once
+    #: (on the collection's first keyed write).
+    idem: IdemRepo
+    idem_ready: Callable[[], Awaitable[None]]
     checkpoints: Checkpoints
     #: The instance's writes in flight and their clean-ups (bounded close).
     activity: Activity

@@ -1,25 +1,15 @@
 """The sections of :class:`~chronos_async.ChronosConfig` (one small frozen model each).
 
-Also the helpers that keep credentials out of output: :func:`redact_uri` for connection
-strings, :func:`secrets_revealed` for the field serializers of secret fields. The
-sections that hold credentials (``SpacesConnection``, ``CountersConfig``) live in
-:mod:`._config`, next to the URI validation.
+The sections that hold credentials (``SpacesConnection``, ``CountersConfig``) live in
+:mod:`._config`; the helpers that keep credentials out of output in :mod:`._redact`.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any, Literal
-from urllib.parse import unquote_plus
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    FieldSerializationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 __all__ = [
@@ -29,6 +19,7 @@ __all__ = [
     "DeadlinesConfig",
     "DevShadowConfig",
     "FallbackConfig",
+    "IdempotencyConfig",
     "LeaseConfig",
     "LimitsConfig",
     "LocalStorageConfig",
@@ -41,10 +32,6 @@ __all__ = [
     "RoutingConfig",
     "TransactionsConfig",
     "WriteOptimizationConfig",
-    "mask_uri_secrets",
-    "redact_uri",
-    "secrets_revealed",
-    "uri_secrets",
 ]
 
 
@@ -57,61 +44,6 @@ class Section(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
     )
-
-
-#: Credentials a connection string can hold besides its password.
-_SECRET_OPTIONS = (
-    re.compile(r"(?i)([?&;]tlsCertificateKeyFilePassword=)([^&;#]*)"),
-    re.compile(r"(?i)(AWS_SESSION_TOKEN(?::|%3A))([^,&;#]*)"),
-)
-
-
-def uri_secrets(uri: str) -> list[str]:
-    """The credentials written in ``uri`` (password, key-file password, session token),
-    as written and percent-decoded."""
-    rest = uri.partition("://")[2]
-    # pymongo's reading (up to the last "@" before the options), and the broadest one.
-    userinfos = {rest.partition("?")[0].rpartition("@")[0], rest.rpartition("@")[0]}
-    found = [userinfo.partition(":")[2] for userinfo in userinfos if ":" in userinfo]
-    found += [m.group(2) for pattern in _SECRET_OPTIONS for m in pattern.finditer(uri)]
-    found = [secret for secret in found if secret]
-    return found + [unquote_plus(secret) for secret in found]
-
-
-def mask_uri_secrets(text: str, uri: str) -> str:
-    """``text`` (an error message about ``uri``), withheld when it shows a credential."""
-    if any(secret in text for secret in uri_secrets(uri)):
-        return "(details withheld: they would show a credential)"
-    return text
-
-
-def redact_uri(uri: str) -> str:
-    """The URI with its credentials replaced by ``***`` (safe to log and to print).
-
-    Masks the password, ``tlsCertificateKeyFilePassword`` and an ``AWS_SESSION_TOKEN``
-    in ``authMechanismProperties``; the user name stays. The result is still a valid
-    URI, so a redacted config loads (and fails to authenticate) rather than breaking.
-    """
-    scheme, sep, rest = uri.partition("://")
-    head, qmark, query = rest.partition("?")
-    # pymongo reads the user info up to the last "@" of the part before the options.
-    userinfo, at, hosts = head.rpartition("@")
-    if sep and at and ":" in userinfo:
-        head = f"{userinfo.partition(':')[0]}:***@{hosts}"
-    redacted = f"{scheme}{sep}{head}{qmark}{query}"
-    for pattern in _SECRET_OPTIONS:
-        redacted = pattern.sub(r"\1***", redacted)
-    return redacted
-
-
-def secrets_revealed(info: FieldSerializationInfo) -> bool:
-    """True when a dump was asked for the real secrets (context ``reveal_secrets=True``).
-
-    Used by the field serializers of secret fields; ``ChronosConfig.to_dict`` and
-    ``to_json`` are the documented way to ask.
-    """
-    context = info.context
-    return isinstance(context, dict) and context.get("reveal_secrets") is True
 
 
 class LocalStorageConfig(Section):
@@ -263,13 +195,53 @@ class DevShadowConfig(Section):
 
 
 class FallbackConfig(Section):
-    """The durable retry queue for writes that failed on a retryable error."""
+    """The durable retry queue for writes that failed on a retryable error.
+
+    Writes made through ``chronos.fallback.collection(...)`` that fail on a retryable
+    error are stored in ``<database>.<queue_collection>`` (or, when MongoDB itself does
+    not answer, in a local journal under ``spool_dir``) and applied by the worker, at
+    most ``max_attempts`` times with full-jitter exponential backoff between
+    ``base_delay_ms`` and ``max_delay_ms``; then they go to ``dead_letter_collection``.
+    """
 
     enabled: bool = False
     max_attempts: int = Field(default=10, gt=0)
     base_delay_ms: int = Field(default=2000, gt=0)
     max_delay_ms: int = Field(default=60000, gt=0)
     dead_letter_collection: str = Field(default="chronos_fallback_dead", min_length=1)
+    queue_collection: str = Field(default="chronos_fallback_ops", min_length=1)
+    #: The database of the queue and the dead letters (on every backend).
+    database: str = Field(default="chronos_system", min_length=1, max_length=63)
+    #: A local folder for a journal of writes queued while MongoDB does not answer.
+    spool_dir: str | None = None
+    #: Start the worker when the instance opens (else ``start_worker()``).
+    auto_start: bool = True
+    #: How often an idle worker looks for due operations (it is also woken when this
+    #: process queues one).
+    poll_ms: int = Field(default=1000, ge=10)
+    #: How long a claimed operation is reserved for its worker; a worker that dies
+    #: leaves it to another one after this.
+    claim_ms: int = Field(default=120_000, ge=1000)
+    #: Operations a worker runs at the same time.
+    concurrency: int = Field(default=4, ge=1, le=64)
+    #: How long a finished operation stays queryable (``wait``, ``status``).
+    keep_done_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    #: How long stopping the worker waits for the operations it is running.
+    stop_ms: int = Field(default=15_000, ge=0)
+
+    @model_validator(mode="after")
+    def _delays(self) -> FallbackConfig:
+        if self.max_delay_ms < self.base_delay_ms:
+            raise ValueError("max_delay_ms must not be below base_delay_ms")
+        if self.dead_letter_collection == self.queue_collection:
+            raise ValueError("dead_letter_collection and queue_collection must differ")
+        return self
+
+
+class IdempotencyConfig(Section):
+    """How long an idempotency key is remembered (then the same key is a new write)."""
+
+    ttl_seconds: int = Field(default=24 * 3600, gt=0)
 
 
 class WriteOptimizationConfig(Section):

@@ -11,33 +11,37 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from chronos_async._args import check_ov, check_text
 from chronos_async._codec import EncodedPayload, encode_payload_async
 from chronos_async._errors import (
     ItemDeletedError,
     ItemExistsError,
-    ValidationError,
     VersionConflictError,
 )
-from chronos_async._keys import head_id, item_prefix, new_item_id, new_write_token, validate_id
+from chronos_async._idempotency import IdemKey, check_key, fingerprint, keyed, prior_version
+from chronos_async._keys import head_id, new_item_id, new_write_token, validate_id
 from chronos_async._lease import LeaseKeeper, take_lease
 from chronos_async._meta import extract_indexed
 from chronos_async._models import WriteResult, from_us
 from chronos_async._publish import Attempt, Doc, publish
-from chronos_async._scope import Scope, now_us
+from chronos_async._scope import Scope
 from chronos_async._withdraw import guarded, release
 
 __all__ = [
     "Built",
+    "KeyUse",
     "Writer",
     "carry",
     "check_writable",
+    "leased_attempt",
     "result_of",
     "retry_conflicts",
 ]
 
+#: How a write uses its idempotency key (see :meth:`Writer.keyed`).
+KeyUse = Literal["reserve", "record", "resume"]
 #: What a change's ``build`` step returns: the new version and its payload (``None``
 #: reuses the payload the version document names).
 Built = tuple[dict[str, Any], EncodedPayload | None]
@@ -118,6 +122,36 @@ class Writer:
             and bool(head.get("deleted")) == deleted
         )
 
+    async def keyed(
+        self,
+        key: str | None,
+        op: str,
+        facts: dict[str, Any],
+        item_id: str | None,
+        run: Callable[[IdemKey | None, str | None], Awaitable[WriteResult]],
+        key_use: KeyUse = "reserve",
+    ) -> WriteResult:
+        """Run ``run(idem, item_id)`` plainly, or once per idempotency ``key``.
+
+        ``facts`` are the validated arguments that decide what the write stores; with a
+        key they make its fingerprint (a reused key with other facts is refused).
+        ``key_use`` (internal, for the fallback queue): ``"reserve"`` the key as callers
+        do; only ``"record"`` it on the version (a key just made for a new queued
+        operation: nobody else can hold it); or ``"resume"`` an operation whose first
+        attempt may have recorded it (reserve, and always look for its version).
+        """
+        if key is None:
+            return await run(None, item_id)
+        key = check_key(key)
+        fp = fingerprint(op, facts)
+        if key_use == "record":
+            return await run(IdemKey(key, fp, recheck=False), item_id)
+        await self.scope.ready()
+        await self.scope.idem_ready()
+        return await keyed(
+            self.scope, key, fp, op=op, item_id=item_id, run=run, recheck=key_use == "resume"
+        )
+
     async def create(
         self,
         data: Any,
@@ -127,25 +161,26 @@ class Writer:
         item_id: str | None,
         parent_id: str | None,
         origin_id: str | None,
+        idempotency_key: str | None = None,
+        key_use: KeyUse = "reserve",
+        chosen_id: str | None = None,
     ) -> WriteResult:
-        """Store ``ov=0`` of a new record."""
-        scope = self.scope
-        given_id = item_id is not None
-        item_id = validate_id(item_id) if item_id is not None else new_item_id()
+        """Store ``ov=0`` of a new record (``chosen_id``: the id to use when none is given,
+        chosen earlier by the fallback queue)."""
+        given = validate_id(item_id) if item_id is not None else None
         parent_id = validate_id(parent_id) if parent_id is not None else None
         origin_id = validate_id(origin_id) if origin_id is not None else None
         actor, reason = check_text(actor, "actor"), check_text(reason, "reason")
         payload = await self.encode(data)
-        meta = extract_indexed(data, scope.cmap)
-        await scope.ready()
-        if given_id:
-            # A taken id is refused before the payload is stored or a cv allocated (the
-            # unique claim still decides between creators racing for the same id).
-            taken = await scope.repo.find_head(head_id(scope.tenant, item_id), with_inline=False)
-            if taken is not None:
-                raise ItemExistsError(item_id, int(taken["ov"]))
-        if parent_id is not None and origin_id is None:
-            origin_id = await self._origin_of(parent_id)
+        meta = extract_indexed(data, self.scope.cmap)
+        facts = {
+            "id": given,
+            "sha256": payload.sha256,
+            "actor": actor,
+            "reason": reason,
+            "parent_id": parent_id,
+            "origin_id": origin_id,
+        }
         version: Doc = {
             "op": "create",
             "actor": actor,
@@ -158,6 +193,34 @@ class Writer:
             "meta": meta,
             "restored_from": None,
         }
+
+        async def run(idem: IdemKey | None, chosen: str | None) -> WriteResult:
+            return await self._create(chosen or new_item_id(), version, payload, idem=idem)
+
+        return await self.keyed(
+            idempotency_key, "create", facts, given or chosen_id, run, key_use=key_use
+        )
+
+    async def _create(
+        self, item_id: str, version: Doc, payload: EncodedPayload, *, idem: IdemKey | None
+    ) -> WriteResult:
+        scope = self.scope
+        await scope.ready()
+        if idem is not None and idem.recheck:
+            found = await prior_version(scope, idem, item_id, None)
+            if found is not None:
+                return found
+        # A taken id is refused before the payload is stored or a cv allocated (the
+        # unique claim still decides between creators racing for the same id).
+        taken = await scope.repo.find_head(head_id(scope.tenant, item_id), with_inline=False)
+        if taken is not None:
+            raise ItemExistsError(item_id, int(taken["ov"]))
+        parent_id, origin_id = version["parent_id"], version["origin_id"]
+        version = dict(version)
+        if parent_id is not None and origin_id is None:
+            version["origin_id"] = await self._origin_of(parent_id)
+        if idem is not None:
+            version.update(idem=idem.key, idem_fp=idem.fp)
         attempt = Attempt(scope, item_id, new_write_token())
         async with (
             scope.activity.write(f"create of {scope.where(item_id)}"),
@@ -185,6 +248,8 @@ class Writer:
         expected_ov: int | None,
         actor: str | None,
         reason: str | None,
+        idempotency_key: str | None = None,
+        key_use: KeyUse = "reserve",
     ) -> WriteResult:
         """Replace the record's data with ``data`` as a new version."""
         item_id = validate_id(item_id)
@@ -202,14 +267,30 @@ class Writer:
             version.update(function_id=None, restored_from=None)
             return version, payload
 
-        if expected is not None:
-            return await self.change(item_id, build, op="update", with_inline=False)
-        return await retry_conflicts(
-            self.scope, lambda: self.change(item_id, build, op="update", with_inline=False)
-        )
+        async def run(idem: IdemKey | None, _: str | None) -> WriteResult:
+            def once() -> Awaitable[WriteResult]:
+                return self.change(item_id, build, op="update", with_inline=False, idem=idem)
+
+            return await (once() if expected is not None else retry_conflicts(self.scope, once))
+
+        facts = {
+            "id": item_id,
+            "sha256": payload.sha256,
+            "expected_ov": expected,
+            "actor": actor,
+            "reason": reason,
+        }
+        return await self.keyed(idempotency_key, "update", facts, item_id, run, key_use=key_use)
 
     async def delete(
-        self, item_id: str, *, expected_ov: int | None, actor: str | None, reason: str | None
+        self,
+        item_id: str,
+        *,
+        expected_ov: int | None,
+        actor: str | None,
+        reason: str | None,
+        idempotency_key: str | None = None,
+        key_use: KeyUse = "reserve",
     ) -> WriteResult:
         """Logically delete the record: a new version marked deleted, same payload."""
         item_id = validate_id(item_id)
@@ -223,7 +304,11 @@ class Writer:
             version.update(reuse_payload(head))
             return version, None
 
-        return await self.change(item_id, build, op="delete", with_inline=True)
+        async def run(idem: IdemKey | None, _: str | None) -> WriteResult:
+            return await self.change(item_id, build, op="delete", with_inline=True, idem=idem)
+
+        facts = {"id": item_id, "expected_ov": expected, "actor": actor, "reason": reason}
+        return await self.keyed(idempotency_key, "delete", facts, item_id, run, key_use=key_use)
 
     async def change(
         self,
@@ -232,12 +317,15 @@ class Writer:
         *,
         op: str,
         with_inline: bool,
+        idem: IdemKey | None = None,
     ) -> WriteResult:
         """Lease the record, let ``build(head)`` make the new version, publish it.
 
         ``build`` raises to refuse the change (deleted record, wrong ``expected_ov``) and
         returns ``None`` when there is nothing to store (the result would equal the
-        head); the lease is released either way, and renewed while the write runs.
+        head); the lease is released either way, and renewed while the write runs. With
+        ``idem`` the version records the key; a key taken over from an earlier call is
+        first looked for under the lease (that call's version is then the answer).
         """
         scope = self.scope
         await scope.ready()
@@ -246,62 +334,39 @@ class Writer:
             scope.gates.hold(head_id(scope.tenant, item_id)),
         ):
             head, token = await take_lease(scope, item_id, with_inline=with_inline)
-            attempt = _leased_attempt(scope, item_id, token, head)
+            attempt = leased_attempt(scope, item_id, token, head)
 
-            async def body() -> Doc | None:
+            async def body() -> Doc | WriteResult | None:
                 await scope.reach("leased", item_id, int(head["ov"]) + 1, op)
+                if idem is not None and idem.recheck:
+                    found = await prior_version(
+                        scope, idem, item_id, head, lease_token=attempt.lease_token
+                    )
+                    if found is not None:
+                        # Published just now (the head move freed the lease), or before.
+                        attempt.published = found.ov > int(head["ov"])
+                        return found
                 built = await build(head)
                 if built is None:
                     return None
                 version, payload = built
+                if idem is not None:
+                    version.update(idem=idem.key, idem_fp=idem.fp)
                 return await publish(attempt, prev_head=head, version=version, payload=payload)
 
             async with LeaseKeeper(attempt):
-                new_head = await guarded(attempt, body)
-            if new_head is None:
+                outcome = await guarded(attempt, body)
+            if isinstance(outcome, WriteResult):
+                if not attempt.published:
+                    await scope.activity.settle(release(attempt))
+                return outcome
+            if outcome is None:
                 await scope.activity.settle(release(attempt))
                 return result_of(head, changed=False)
-        return result_of(new_head)
-
-    async def hard_delete(self, item_id: str, *, expected_ov: int | None) -> WriteResult:
-        """Remove the record entirely: versions, head, then payloads (in that order).
-
-        Versions go first so that an interrupted hard delete never leaves a version that a
-        later create could mistake for an unfinished one; payloads go last so a reader
-        that still sees the head never finds its payload missing.
-        """
-        scope = self.scope
-        if not scope.config.hard_delete_enabled:
-            raise ValidationError("hard delete is disabled (set hard_delete_enabled in the config)")
-        item_id = validate_id(item_id)
-        expected = check_ov(expected_ov, "expected_ov")
-        await scope.ready()
-        async with (
-            scope.activity.write(f"hard delete of {scope.where(item_id)}"),
-            scope.gates.hold(head_id(scope.tenant, item_id)),
-        ):
-            head, token = await take_lease(scope, item_id, with_inline=False)
-            attempt = _leased_attempt(scope, item_id, token, head)
-
-            async def body() -> WriteResult:
-                await scope.reach("leased", item_id, int(head["ov"]), "hard_delete")
-                if expected is not None and expected != int(head["ov"]):
-                    raise VersionConflictError(expected, int(head["ov"]), id=item_id)
-                await scope.repo.delete_versions(scope.t, item_id)
-                await scope.repo.delete_head(head_id(scope.tenant, item_id), token)
-                attempt.published = True
-                prefix = item_prefix(scope.tenant, scope.db, scope.collection, item_id)
-                keys = [info.key async for info in scope.store.list(prefix)]
-                if keys:
-                    await scope.store.delete(keys)
-                cv = await scope.repo.next_cv(scope.t)
-                return WriteResult(id=item_id, ov=int(head["ov"]), cv=cv, at=from_us(now_us()))
-
-            async with LeaseKeeper(attempt):
-                return await guarded(attempt, body)
+        return result_of(outcome)
 
 
-def _leased_attempt(scope: Scope, item_id: str, token: str, head: Doc) -> Attempt:
+def leased_attempt(scope: Scope, item_id: str, token: str, head: Doc) -> Attempt:
     return Attempt(
         scope,
         item_id,

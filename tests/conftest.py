@@ -51,7 +51,7 @@ from chronos_async._procs import (
     start_nx,
     start_weed,
 )
-from chronos_async._sections import redact_uri
+from chronos_async._redact import redact_uri
 from tests.support import drop_databases
 
 #: The session's bucket names (with the weed server and with an external one).

@@ -11,7 +11,7 @@ import pytest
 
 from chronos_async import ChronosConfig, ConfigError
 from chronos_async.__main__ import write_config
-from chronos_async._sections import redact_uri
+from chronos_async._redact import redact_uri
 
 ORIGINAL_STYLE: dict[str, Any] = {
     "mongoUris": ["mongodb://app:s3cr3t-pw@db1:27017,db2:27017,db3:27017/app?replicaSet=rs0"],

@@ -2,12 +2,14 @@
 
 from chronos_async.meta._connect import open_client
 from chronos_async.meta._errors import DuplicateKeyError, is_retryable, mongo_errors
+from chronos_async.meta._idem import IdemRepo
 from chronos_async.meta._records import HEAD_LIGHT, RecordRepo, Session
 from chronos_async.meta._topology import supports_transactions
 
 __all__ = [
     "HEAD_LIGHT",
     "DuplicateKeyError",
+    "IdemRepo",
     "RecordRepo",
     "Session",
     "is_retryable",

@@ -11,7 +11,8 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import ConfigurationError
 
 from chronos_async._errors import ConfigError
-from chronos_async._sections import MongoClientOptions, mask_uri_secrets
+from chronos_async._redact import mask_uri_secrets
+from chronos_async._sections import MongoClientOptions
 from chronos_async.meta._errors import mongo_errors
 
 __all__ = ["client_options", "open_client"]

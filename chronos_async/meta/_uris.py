@@ -9,7 +9,7 @@ from typing import Any
 from pymongo.errors import PyMongoError
 from pymongo.uri_parser import parse_uri, split_options
 
-from chronos_async._sections import mask_uri_secrets
+from chronos_async._redact import mask_uri_secrets
 
 __all__ = ["validate_mongo_uri"]
 
