@@ -19,6 +19,7 @@ from chronos_async._errors import (
     ChronosError,
     ClosedError,
     ConfigError,
+    DeadLetterError,
     ExecutableNotFoundError,
     IntegrityError,
     ItemDeletedError,
@@ -27,6 +28,9 @@ from chronos_async._errors import (
     LockLostError,
     LockTimeoutError,
     NotFoundError,
+    OperationCancelledError,
+    OperationPendingError,
+    QueuedOperationError,
     RestoreInterruptedError,
     StorageError,
     ValidationError,
@@ -36,6 +40,7 @@ from chronos_async._models import Item, Operation, Page, VersionInfo, WriteResul
 from chronos_async._reconcile import ReconcileReport
 from chronos_async._restore import RestoreReport
 from chronos_async._verify import Problem, VerifyReport
+from chronos_async.fallback import Fallback, FallbackOp, QueuedCollection, QueuedWrite, QueueStats
 
 __version__ = "0.1.0"
 
@@ -49,7 +54,10 @@ __all__ = [
     "ClosedError",
     "Collection",
     "ConfigError",
+    "DeadLetterError",
     "ExecutableNotFoundError",
+    "Fallback",
+    "FallbackOp",
     "HealthReport",
     "IntegrityError",
     "Item",
@@ -60,8 +68,14 @@ __all__ = [
     "LockTimeoutError",
     "NotFoundError",
     "Operation",
+    "OperationCancelledError",
+    "OperationPendingError",
     "Page",
     "Problem",
+    "QueueStats",
+    "QueuedCollection",
+    "QueuedOperationError",
+    "QueuedWrite",
     "ReconcileReport",
     "RestoreInterruptedError",
     "RestoreReport",

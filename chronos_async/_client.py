@@ -22,6 +22,7 @@ from chronos_async._errors import ClosedError, ConfigError
 from chronos_async._keys import validate_collection, validate_db, validate_tenant
 from chronos_async._routing import backend_id, choose_backend, routing_key
 from chronos_async._scope import ItemGates, Scope
+from chronos_async.fallback import Fallback
 from chronos_async.meta import IdemRepo, RecordRepo, open_client, supports_transactions
 from chronos_async.storage import BlobStore
 from chronos_async.storage._deadline import DeadlineStore
@@ -86,7 +87,8 @@ class Chronos:
         self._closing: asyncio.Task[None] | None = None
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.admin = Admin(self)
-
+        #: The durable retry queue (``fallback`` config): queued writes, worker, dead letters.
+        self.fallback = Fallback(self)
         #: Hooks at the named points of every write (see :mod:`chronos_async._checkpoints`).
         self.checkpoints = Checkpoints()
 
@@ -105,7 +107,11 @@ class Chronos:
             for index, uri in enumerate(self.config.mongo_uris):
                 self._backends.append(await self._open_backend(index, uri))
             self._state = "open"
+            if self.fallback.enabled:
+                await self.fallback.open()
         except BaseException:
+            if self.fallback.enabled:
+                await self.fallback.close()
             self._state = "closed"
             await self._stack.aclose()
             raise
@@ -155,6 +161,8 @@ class Chronos:
 
     async def _close(self) -> None:
         was_open = self._state == "open"
+        if was_open and self.fallback.enabled:
+            await self.fallback.close()  # before writes are refused: it may be mid-write
         self._state = "closing"
         if was_open:
             deadlines = self.config.deadlines

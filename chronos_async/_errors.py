@@ -20,6 +20,12 @@ builtin fits, the error also derives from it, so callers can catch either::
     │                                      metadata points at a payload that is missing
     ├── RestoreInterruptedError            restore_collection stopped early (its progress
     │                                      callback failed); ``report`` says what was done
+    ├── QueuedOperationError               a queued write (fallback queue) will not, or not
+    │   │                                  yet, give a result:
+    │   ├── DeadLetterError                it was moved to the dead letters (``reason``)
+    │   ├── OperationCancelledError        it was cancelled
+    │   └── OperationPendingError          ``wait`` timed out before it was applied
+    │       (TimeoutError)
     ├── ClosedError(RuntimeError)          the Chronos instance is not open
     └── LocalServerError(RuntimeError)     an embedded server (LocalStack) failed to start
         └── ExecutableNotFoundError        its executable is not installed
@@ -35,6 +41,7 @@ __all__ = [
     "ChronosError",
     "ClosedError",
     "ConfigError",
+    "DeadLetterError",
     "ExecutableNotFoundError",
     "IntegrityError",
     "ItemDeletedError",
@@ -43,6 +50,9 @@ __all__ = [
     "LockLostError",
     "LockTimeoutError",
     "NotFoundError",
+    "OperationCancelledError",
+    "OperationPendingError",
+    "QueuedOperationError",
     "RestoreInterruptedError",
     "StorageError",
     "ValidationError",
@@ -163,6 +173,41 @@ class RestoreInterruptedError(ChronosError):
     def __init__(self, message: str, *, report: object) -> None:
         super().__init__(message)
         self.report = report
+
+
+class QueuedOperationError(ChronosError):
+    """A queued write (``chronos.fallback``) has no result to give."""
+
+
+class DeadLetterError(QueuedOperationError):
+    """The queued operation was moved to the dead letters and will not be applied.
+
+    ``reason`` says why (a version conflict, a deleted record, ``max_attempts`` spent);
+    ``last_error`` is its last attempt's error. ``retry_dead_letter(op_id)`` queues it
+    again once the cause is fixed.
+    """
+
+    def __init__(self, op_id: str, reason: str, last_error: str | None = None) -> None:
+        super().__init__(f"queued operation {op_id!r} is in the dead letters: {reason}")
+        self.op_id = op_id
+        self.reason = reason
+        self.last_error = last_error
+
+
+class OperationCancelledError(QueuedOperationError):
+    """The queued operation was cancelled before it was applied."""
+
+
+class OperationPendingError(QueuedOperationError, TimeoutError):
+    """``wait`` timed out: the operation is still queued (``state``, ``attempts`` so far)."""
+
+    def __init__(self, op_id: str, state: str, attempts: int) -> None:
+        super().__init__(
+            f"queued operation {op_id!r} is not applied yet ({state}, {attempts} attempt(s))"
+        )
+        self.op_id = op_id
+        self.state = state
+        self.attempts = attempts
 
 
 class ClosedError(ChronosError, RuntimeError):

@@ -7,6 +7,15 @@ import inspect
 import chronos_async
 
 EXPECTED = {
+    "QueuedWrite",
+    "QueuedOperationError",
+    "QueuedCollection",
+    "QueueStats",
+    "OperationPendingError",
+    "OperationCancelledError",
+    "FallbackOp",
+    "Fallback",
+    "DeadLetterError",
     "Admin",
     "Backend",
     "BackendHealth",

@@ -1,0 +1,372 @@
+"""``chronos.fallback``: the durable retry queue of a Chronos instance.
+
+What it covers, failure by failure:
+
+- the payload store is down, or MongoDB fails transiently (a timeout, an election):
+  a write made through :meth:`Fallback.collection` is stored in the MongoDB queue of the
+  backend its record lives on, and applied by the worker once it can be;
+- MongoDB itself does not answer: with ``fallback.spool_dir`` the operation goes to a
+  local fsynced journal, moved into the MongoDB queue when it answers again; without a
+  spool the write raises its :class:`~chronos_async.StorageError` (nothing is claimed
+  durable);
+- the process dies: queued operations are in MongoDB (or the journal); a claimed one is
+  taken by another worker once its claim expires, and its idempotency key makes sure
+  it is applied once.
+
+A queued write is not visible to reads until it is applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from chronos_async._collection import Collection
+from chronos_async._errors import (
+    ConfigError,
+    DeadLetterError,
+    NotFoundError,
+    OperationCancelledError,
+    OperationPendingError,
+    StorageError,
+)
+from chronos_async._models import Operation, WriteResult, from_us
+from chronos_async._scope import Scope, now_us
+from chronos_async._sections import FallbackConfig
+from chronos_async.fallback._handle import QueuedCollection
+from chronos_async.fallback._ops import (
+    FallbackOp,
+    QueuedWrite,
+    QueueStats,
+    error_doc,
+    op_from_doc,
+    retry_delay_s,
+)
+from chronos_async.fallback._queue import QueueRepo
+from chronos_async.fallback._spool import Spool
+from chronos_async.fallback._worker import FallbackWorker
+
+if TYPE_CHECKING:
+    from chronos_async._activity import Activity
+    from chronos_async._client import Chronos
+
+__all__ = ["Fallback"]
+
+Doc = dict[str, Any]
+log = logging.getLogger("chronos_async.fallback")
+#: Polling an operation for ``wait``: first and longest pause (seconds).
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.005, 0.25
+
+
+class Fallback:
+    """The fallback queue of one :class:`~chronos_async.Chronos` instance.
+
+    Enabled by ``fallback.enabled`` in the configuration; every method raises
+    :class:`~chronos_async.ConfigError` otherwise. Example::
+
+        orders = chronos.fallback.collection("orders", db="shop")
+        r = await orders.create({"total": 12}, idempotency_key=request_id)
+        if r.queued:
+            final = await chronos.fallback.wait(r.op_id, timeout=30)
+    """
+
+    def __init__(self, chronos: Chronos) -> None:
+        self._chronos = chronos
+        self._worker: FallbackWorker | None = None
+        self.spool: Spool | None = None
+        self.queues: list[QueueRepo] = []
+        #: Set when this process queues an operation: wakes the worker.
+        self.wake = asyncio.Event()
+        self._finished = asyncio.Condition()
+
+    # -- lifecycle (driven by Chronos) -------------------------------------------------
+
+    @property
+    def enabled(self) -> bool:
+        """Whether ``fallback.enabled`` is set."""
+        cfg = self._chronos.config.fallback
+        return cfg is not None and cfg.enabled
+
+    @property
+    def config(self) -> FallbackConfig:
+        """The ``fallback`` section (:class:`ConfigError` when the queue is disabled)."""
+        cfg = self._chronos.config.fallback
+        if cfg is None or not cfg.enabled:
+            raise ConfigError("the fallback queue is disabled (set fallback.enabled)")
+        return cfg
+
+    def _check(self) -> None:
+        """Raise unless the queue is enabled and the instance open."""
+        _ = self.config
+        self._chronos._check_open()
+
+    @property
+    def activity(self) -> Activity:
+        """The instance's writes and clean-ups (the worker's clean-ups are tracked too)."""
+        return self._chronos._activity
+
+    @property
+    def cleanup_bound_s(self) -> float:
+        """How long a clean-up may take (a few MongoDB steps)."""
+        return 4 * self._chronos.config.deadlines.mongo_ms / 1000
+
+    async def open(self) -> None:
+        """Create the queue's indexes on every backend, open the spool, start the worker."""
+        cfg = self.config
+        self.queues = [
+            QueueRepo(
+                backend.client[cfg.database],
+                cfg.queue_collection,
+                cfg.dead_letter_collection,
+                cfg.keep_done_seconds,
+            )
+            for backend in self._chronos.backends
+        ]
+        for queue in self.queues:
+            await queue.ensure_indexes()
+        if cfg.spool_dir is not None:
+            self.spool = Spool(cfg.spool_dir)
+            await self.spool.open()
+        if cfg.auto_start:
+            await self.start_worker()
+
+    async def close(self) -> None:
+        """Stop the worker (bounded by ``fallback.stop_ms``)."""
+        if self._worker is not None:
+            await self._worker.stop(self.config.stop_ms / 1000)
+
+    async def start_worker(self) -> None:
+        """Start applying queued operations (a no-op when the worker runs)."""
+        cfg = self.config
+        self._chronos._check_open()
+        if self._worker is None:
+            self._worker = FallbackWorker(self, f"{self._chronos.owner}:fallback")
+        self._worker.start()
+        log.info("fallback worker started (concurrency %d)", cfg.concurrency)
+
+    async def stop_worker(self) -> None:
+        """Stop the worker: the operations it runs get ``fallback.stop_ms`` to finish,
+        then are cancelled and handed back to the queue (none is lost)."""
+        if self._worker is not None:
+            await self._worker.stop(self.config.stop_ms / 1000)
+
+    @property
+    def worker_running(self) -> bool:
+        """Whether this instance's worker runs."""
+        return self._worker is not None and self._worker.running
+
+    # -- producing ---------------------------------------------------------------------
+
+    def collection(self, name: str, *, db: str, tenant: str | None = None) -> QueuedCollection:
+        """A handle of collection ``name`` whose writes queue when they cannot be applied."""
+        self._check()
+        return QueuedCollection(self._chronos.collection(name, db=db, tenant=tenant), self)
+
+    def plain_collection(self, doc: Mapping[str, Any]) -> Collection:
+        """The ordinary handle an operation document applies to."""
+        return self._chronos.collection(doc["collection"], db=doc["db"], tenant=doc["tenant"])
+
+    def _queue_of(self, db: str, collection: str, tenant: str | None) -> QueueRepo:
+        backend = self._chronos.route(db=db, collection=collection, tenant=tenant)
+        return self.queues[backend.index]
+
+    async def enqueue(
+        self,
+        *,
+        op_id: str,
+        op: Operation,
+        scope: Scope,
+        item_id: str,
+        args: Doc,
+        key: str,
+        cause: BaseException,
+    ) -> QueuedWrite:
+        """Store a failed write in the queue (or the spool); its :class:`QueuedWrite`.
+
+        Raises the write's own error, chained, when it can be stored nowhere.
+        """
+        cfg = self.config
+        now = now_us()
+        delay = retry_delay_s(1, base_ms=cfg.base_delay_ms, max_ms=cfg.max_delay_ms)
+        doc: Doc = {
+            "_id": op_id,
+            "state": "queued",
+            "op": op,
+            "tenant": scope.tenant,
+            "db": scope.db,
+            "collection": scope.collection,
+            "args": args,
+            "key": key,
+            "attempts": 0,
+            "next_us": now + int(delay * 1e6),
+            "created_us": now,
+            "last_error": error_doc(cause),
+            "owner": None,
+        }
+        spooled = False
+        try:
+            await self._queue_of(scope.db, scope.collection, scope.tenant).enqueue(doc)
+        except StorageError as exc:
+            if self.spool is None:
+                raise StorageError(
+                    f"{op} of {scope.where(item_id)} failed and could not be queued: MongoDB "
+                    f"did not answer ({exc}) and no fallback.spool_dir is configured",
+                    retryable=True,
+                ) from cause
+            await self.spool.append(doc)
+            spooled = True
+        self.wake.set()
+        log.info("fallback: %s queued (%s): %s", op_id, op, cause)
+        return QueuedWrite(
+            op_id=op_id,
+            id=item_id,
+            op=op,
+            queued_at=from_us(now),
+            reason=f"{type(cause).__name__}: {cause}",
+            spooled=spooled,
+        )
+
+    async def move_spool(self) -> int:
+        """Move the journal's operations into the MongoDB queue; how many were moved."""
+        if self.spool is None:
+            return 0
+        moved = 0
+        for doc in await self.spool.pending(100):
+            queue = self._queue_of(doc["db"], doc["collection"], doc.get("tenant"))
+            try:
+                await queue.enqueue(doc)
+            except StorageError:
+                break  # MongoDB still away
+            await self.spool.remove(str(doc["_id"]))
+            moved += 1
+        if moved:
+            log.info("fallback: moved %d operation(s) from the spool to MongoDB", moved)
+        return moved
+
+    # -- following an operation -------------------------------------------------------
+
+    async def notify(self) -> None:
+        """Wake the ``wait`` calls of this process (an operation finished)."""
+        async with self._finished:
+            self._finished.notify_all()
+
+    async def status(self, op_id: str) -> FallbackOp | None:
+        """Where operation ``op_id`` stands, or ``None`` when it is unknown (or expired)."""
+        self._check()
+        for queue in self.queues:
+            try:
+                doc, dead = await queue.find(op_id)
+            except StorageError:
+                continue
+            if dead is not None:
+                return op_from_doc(dead, "dead")
+            if doc is not None:
+                return op_from_doc(doc)
+        if self.spool is not None:
+            spooled = await self.spool.get(op_id)
+            if spooled is not None:
+                return op_from_doc(spooled, "spooled")
+        return None
+
+    async def wait(
+        self,
+        op_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (the documented contract)
+    ) -> WriteResult:
+        """The final :class:`WriteResult` of a queued operation, once it is applied.
+
+        Raises :class:`DeadLetterError` (it will not be applied: why is in the error),
+        :class:`OperationCancelledError`, :class:`NotFoundError` (no such operation),
+        or :class:`OperationPendingError` when ``timeout`` seconds pass first.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        tries = 0
+        while True:
+            found = await self.status(op_id)
+            if found is None:
+                raise NotFoundError(f"no queued operation {op_id!r}")
+            if found.state == "done" and found.result is not None:
+                return found.result
+            if found.state == "dead":
+                raise DeadLetterError(op_id, found.reason or "", found.last_error)
+            if found.state == "cancelled":
+                raise OperationCancelledError(f"operation {op_id!r} was cancelled")
+            pause = min(_FIRST_PAUSE * 2**tries, _LONGEST_PAUSE)
+            if deadline is not None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise OperationPendingError(op_id, found.state, found.attempts)
+                pause = min(pause, left)
+            tries += 1
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause), self._finished:
+                    await self._finished.wait()
+
+    # -- operating the queue ---------------------------------------------------------
+
+    async def get_queue_stats(self) -> QueueStats:
+        """Counts over every backend's queue and the local journal."""
+        self._check()
+        totals = {"queued": 0, "running": 0, "done": 0, "dead": 0}
+        oldest: int | None = None
+        by_op: dict[str, int] = {}
+        for queue in self.queues:
+            counts = await queue.counts()
+            for state in totals:
+                totals[state] += counts.get(state, 0)
+            for doc in await queue.waiting():
+                by_op[doc["op"]] = by_op.get(doc["op"], 0) + 1
+                created = int(doc["created_us"])
+                oldest = created if oldest is None else min(oldest, created)
+        spooled = 0 if self.spool is None else await self.spool.count()
+        return QueueStats(
+            queued=totals["queued"],
+            running=totals["running"],
+            done=totals["done"],
+            dead=totals["dead"],
+            spooled=spooled,
+            oldest_waiting_s=0.0 if oldest is None else max(0.0, (now_us() - oldest) / 1e6),
+            by_op=by_op,
+        )
+
+    async def get_dead_letter_ops(
+        self, filter: Mapping[str, Any] | None = None, limit: int = 100
+    ) -> list[FallbackOp]:
+        """Dead letters (newest first), filtered by ``op``, ``tenant``, ``db``,
+        ``collection``."""
+        self._check()
+        found: list[FallbackOp] = []
+        for queue in self.queues:
+            docs = await queue.dead_letters(dict(filter or {}), limit)
+            found.extend(op_from_doc({**d, "args": d.get("args", {})}, "dead") for d in docs)
+        return found[:limit]
+
+    async def retry_dead_letter(self, op_id: str) -> bool:
+        """Queue a dead letter again (due now, attempts reset); False if there is none.
+
+        It keeps its op id and idempotency key: once the cause is fixed it is applied
+        once, and ``wait(op_id)`` gives its result.
+        """
+        self._check()
+        for queue in self.queues:
+            if await queue.revive(op_id, now_us()):
+                self.wake.set()
+                return True
+        return False
+
+    async def cancel_op(self, op_id: str) -> bool:
+        """Cancel an operation that waits (queued, or in the journal); False when it is
+        running, finished or unknown."""
+        self._check()
+        if self.spool is not None and await self.spool.remove(op_id):
+            return True
+        for queue in self.queues:
+            if await queue.cancel(op_id):
+                await self.notify()
+                return True
+        return False

@@ -1,0 +1,125 @@
+"""The local journal of writes queued while MongoDB does not answer (``fallback.spool_dir``).
+
+SQLite in WAL mode with ``synchronous=FULL``: an append returns only once the operation
+is on disk (the write-ahead log is fsynced at each commit), a crash never leaves half a
+record, and several processes may share the folder (SQLite locks the file). Compared
+with an append-only file of our own, it needs no framing, checksums or compaction, and
+removing an operation once it reached MongoDB is one statement. Every call runs in a
+worker thread with its own connection, so the event loop never waits on the disk.
+
+The journal only holds operations until MongoDB answers again: the worker then moves
+each one into the MongoDB queue (insert by op id, so a move repeated after a crash is
+harmless) and deletes it here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import orjson
+
+from chronos_async._errors import StorageError
+
+__all__ = ["Spool"]
+
+Doc = dict[str, Any]
+T = TypeVar("T")
+_FILE = "chronos-fallback-spool.sqlite3"
+
+
+class Spool:
+    """Operations waiting for MongoDB, in ``<folder>/chronos-fallback-spool.sqlite3``."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder) / _FILE
+
+    def __repr__(self) -> str:
+        return f"Spool({str(self.path)!r})"
+
+    async def open(self) -> None:
+        """Create the folder and the journal if needed (WAL mode is kept by the file)."""
+
+        def create() -> None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with closing(self._connect()) as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS ops ("
+                    " op_id TEXT PRIMARY KEY, doc BLOB NOT NULL, created_us INTEGER NOT NULL)"
+                )
+
+        await self._run(create, "open")
+
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit: each statement is its own transaction, committed (and fsynced)
+        # before it returns.
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA synchronous=FULL")
+        return db
+
+    async def _run(self, call: Callable[[], T], what: str) -> T:
+        try:
+            return await anyio.to_thread.run_sync(call)
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(
+                f"fallback spool ({self.path}): {what} failed: {type(exc).__name__}: {exc}",
+                retryable=isinstance(exc, sqlite3.OperationalError),
+            ) from exc
+
+    async def append(self, doc: Doc) -> None:
+        """Store an operation durably (fsynced before this returns)."""
+        body = orjson.dumps(doc)
+
+        def insert() -> None:
+            with closing(self._connect()) as db:
+                db.execute(
+                    "INSERT OR IGNORE INTO ops (op_id, doc, created_us) VALUES (?, ?, ?)",
+                    (doc["_id"], body, int(doc["created_us"])),
+                )
+
+        await self._run(insert, "append")
+
+    async def pending(self, limit: int = 100) -> list[Doc]:
+        """The oldest ``limit`` operations of the journal."""
+
+        def select() -> list[Doc]:
+            with closing(self._connect()) as db:
+                rows = db.execute(
+                    "SELECT doc FROM ops ORDER BY created_us LIMIT ?", (limit,)
+                ).fetchall()
+            return [orjson.loads(row[0]) for row in rows]
+
+        return await self._run(select, "read")
+
+    async def get(self, op_id: str) -> Doc | None:
+        """One operation of the journal, or ``None``."""
+
+        def select() -> Doc | None:
+            with closing(self._connect()) as db:
+                row = db.execute("SELECT doc FROM ops WHERE op_id = ?", (op_id,)).fetchone()
+            return None if row is None else orjson.loads(row[0])
+
+        return await self._run(select, "read")
+
+    async def remove(self, op_id: str) -> bool:
+        """Delete an operation (it reached MongoDB, or was cancelled)."""
+
+        def delete() -> bool:
+            with closing(self._connect()) as db:
+                return db.execute("DELETE FROM ops WHERE op_id = ?", (op_id,)).rowcount == 1
+
+        return await self._run(delete, "remove")
+
+    async def count(self) -> int:
+        """How many operations wait in the journal."""
+
+        def select() -> int:
+            with closing(self._connect()) as db:
+                return int(db.execute("SELECT COUNT(*) FROM ops").fetchone()[0])
+
+        return await self._run(select, "count")
