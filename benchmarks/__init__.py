@@ -19,6 +19,7 @@ Modules: ``_harness`` (rounds, percentiles, RSS, loop lag), ``_env`` (servers, c
 ``_context`` (run parameters, library/floor pairs), ``_data`` (payloads), ``_floor``,
 ``_scenarios_write`` (create/update/enrich), ``_scenarios_read`` (get_latest,
 get_version, get_as_of), ``_scenarios_bulk`` (list_by_meta, restore_collection, soak),
-``_scenarios_loop`` (event-loop blocking), ``_soak`` (the soak's child process),
-``_report`` (table and JSON).
+``_scenarios_loop`` (event-loop blocking), ``_scenarios_fallback`` (the fallback
+queue: healthy writes with it on vs off, and the drain rate after an outage), ``_soak``
+(the soak's child process), ``_report`` (table and JSON).
 """

@@ -16,6 +16,7 @@ from benchmarks._context import FULL, QUICK, Ctx
 from benchmarks._env import machine_info, open_servers
 from benchmarks._report import render_table, write_json
 from benchmarks._scenarios_bulk import run_list, run_restore, run_soak
+from benchmarks._scenarios_fallback import run_fallback
 from benchmarks._scenarios_loop import run_loop
 from benchmarks._scenarios_read import run_as_of, run_latest, run_version
 from benchmarks._scenarios_write import WRITE_OPS, run_writes
@@ -39,6 +40,7 @@ SCENARIOS: dict[str, Scenario] = {
     "list": run_list,
     "restore": run_restore,
     "loop": run_loop,
+    "fallback": run_fallback,
     "soak": run_soak,
 }
 

@@ -41,6 +41,13 @@ class Params:
     soak_deadline_s: float
     loop_reads: int
     loop_rounds: int
+    #: fallback: rounds and calls per round of the on/off comparison (concurrency 1 / 32)
+    fallback_rounds: int
+    fallback_ops_c1: int
+    fallback_ops_c32: int
+    #: fallback: operations queued per drain, and drains per worker concurrency
+    fallback_drain_ops: int
+    fallback_drain_rounds: int
 
 
 QUICK = Params(
@@ -61,6 +68,13 @@ QUICK = Params(
     soak_deadline_s=60,
     loop_reads=60,
     loop_rounds=2,
+    # the on/off ratio is judged against 1.05x: many short rounds (an A/A run of this
+    # comparison with 6 rounds spread 0.96-1.07 on a loaded 2-core machine)
+    fallback_rounds=12,
+    fallback_ops_c1=40,
+    fallback_ops_c32=128,
+    fallback_drain_ops=500,
+    fallback_drain_rounds=2,
 )
 
 FULL = Params(
@@ -82,6 +96,11 @@ FULL = Params(
     soak_deadline_s=480,
     loop_reads=150,
     loop_rounds=3,
+    fallback_rounds=15,
+    fallback_ops_c1=80,
+    fallback_ops_c32=320,
+    fallback_drain_ops=2000,
+    fallback_drain_rounds=3,
 )
 
 

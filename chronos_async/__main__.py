@@ -1,10 +1,30 @@
-"""Command line: ``python -m chronos_async demo | local-stack | verify | reconcile | version``.
+"""Command line: ``python -m chronos_async demo | local-stack | verify | reconcile | fallback``.
+
+``version`` prints the library version.
 
 ``verify`` exits 0 when the store is clean, 1 when it found violations, 2 on a usage or
 configuration error (or when a backend cannot be reached).
 
 ``local-stack`` prints the stack's config with its credentials masked; ``--write-config
 PATH`` also writes the real one (mode 0600) for ``verify --config PATH`` or an app.
+
+``fallback ACTION --config FILE [--json]`` inspects and operates the fallback queue of a
+config with ``fallback.enabled``. It never starts the queue's worker (``fallback.auto_start``
+is turned off for the command): it changes the queue, it does not drain it.
+
+- ``stats``: operations queued, running, done, dead, spooled; the oldest waiting one's age;
+  the waiting ones by operation. Exit 0.
+- ``dead-letters [--op OP] [--db DB] [--collection C] [--tenant T] [--limit N]``: the dead
+  letters, newest first (at most 50 by default). Exit 0.
+- ``retry OP_ID``: queue a dead letter again (attempts reset). Exit 0, or 1 when ``OP_ID``
+  is not a dead letter.
+- ``cancel OP_ID``: cancel an operation that waits (queued or spooled). Exit 0, or 1 when it
+  cannot be cancelled (running, finished, unknown).
+- ``status OP_ID``: where one operation stands. Exit 0, or 1 when it is unknown.
+
+Every ``fallback`` action exits 2 on a usage or configuration error (a missing file, the
+queue disabled) or when a backend cannot be reached, with the message on stderr. With
+``--json`` it prints one JSON document (datetimes in ISO-8601), for exit 0 and 1 alike.
 """
 
 from __future__ import annotations
@@ -18,6 +38,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from chronos_async._cli_fallback import add_fallback_parser, run_fallback
+
 if TYPE_CHECKING:
     from chronos_async import ChronosConfig
 
@@ -25,7 +47,11 @@ __all__ = ["main", "write_config"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m chronos_async", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m chronos_async",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="walk through the basic operations on a local stack")
     demo.add_argument("--no-s3", action="store_true", help="keep payloads in a local folder")
@@ -48,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--collection", default=None, help="one collection (default: all)")
         sub.add_argument("--grace-seconds", type=float, default=3600.0, help="orphan age limit")
     verify.add_argument("--quick", action="store_true", help="check presence, not hashes")
+    add_fallback_parser(commands)
     commands.add_parser("version", help="print the library version")
     return parser
 
@@ -82,6 +109,9 @@ async def _reconcile(args: argparse.Namespace) -> int:
         f"orphan payloads removed: {done.orphans_removed}"
     )
     return 0
+
+
+# -- config files -----------------------------------------------------------------------
 
 
 def write_config(config: ChronosConfig, path: str | Path) -> Path:
@@ -140,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_verify(args))
         if args.command == "reconcile":
             return asyncio.run(_reconcile(args))
+        if args.command == "fallback":
+            return asyncio.run(run_fallback(args))
         if args.command == "demo":
             from chronos_async._demo import run_demo
 

@@ -104,9 +104,11 @@ async def published_result(scope: Scope, version: Doc) -> WriteResult | None:
     return WriteResult(id=version["id"], ov=ov, cv=int(version["cv"]), at=from_us(at))
 
 
-async def _written_with_key(scope: Scope, key: str, ttl_us: int) -> WriteResult | None:
-    """The published result of a version carrying ``key``, if any."""
-    version = await scope.idem.version_with_key(scope.t, key, now_us() - ttl_us)
+async def _written_with_key(
+    scope: Scope, item_id: str, key: str, ttl_us: int
+) -> WriteResult | None:
+    """The published result of a version of ``item_id`` carrying ``key``, if any."""
+    version = await scope.idem.version_with_key(scope.t, item_id, key, now_us() - ttl_us)
     return None if version is None else await published_result(scope, version)
 
 
@@ -174,7 +176,7 @@ async def keyed(
             )
         if existing.get("state") == "done" and existing.get("result"):
             return result_from_doc(existing["result"])
-        version = await repo.version_with_key(scope.t, key, now - ttl_us)
+        version = await repo.version_with_key(scope.t, str(existing["id"]), key, now - ttl_us)
         if version is not None:
             found = await published_result(scope, version)
             if found is not None:
@@ -199,9 +201,10 @@ async def keyed(
         definite = not isinstance(exc, ClosedError) and not (
             isinstance(exc, StorageError) and exc.outcome_unknown
         )
-        if not definite or not await _released(scope, rid, token, key, ttl_us):
+        item = str(held["id"])
+        if not definite or not await _released(scope, rid, token, item, key, ttl_us):
             raise
-        written = await _written_with_key(scope, key, ttl_us)
+        written = await _written_with_key(scope, item, key, ttl_us)
         if written is None:
             raise
         result = written
@@ -211,13 +214,15 @@ async def keyed(
     return result
 
 
-async def _released(scope: Scope, rid: str, token: str, key: str, ttl_us: int) -> bool:
+async def _released(
+    scope: Scope, rid: str, token: str, item_id: str, key: str, ttl_us: int
+) -> bool:
     """After a failed keyed write: release the reservation unless a version carries the
     key after all (a failure reported after the head moved: a hook, a cancellation at
     the very end); True when such a version exists. When MongoDB cannot tell, the
     reservation stays pending, which is safe: a retry resolves it."""
     try:
-        if await _written_with_key(scope, key, ttl_us) is not None:
+        if await _written_with_key(scope, item_id, key, ttl_us) is not None:
             return True
         await scope.idem.release(rid, token)
     except StorageError:
@@ -242,8 +247,8 @@ async def prior_version(
     retryable :class:`StorageError` (the queue, or the caller, tries again later).
     """
     ttl_us = scope.config.idempotency.ttl_seconds * 1_000_000
-    version = await scope.idem.version_with_key(scope.t, idem.key, now_us() - ttl_us)
-    if version is None or version["id"] != item_id:
+    version = await scope.idem.version_with_key(scope.t, item_id, idem.key, now_us() - ttl_us)
+    if version is None:
         return None
     found = await published_result(scope, version)
     if found is not None:

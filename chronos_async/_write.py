@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: How a write uses its idempotency key (see :meth:`Writer.keyed`).
-KeyUse = Literal["reserve", "record", "resume"]
+KeyUse = Literal["reserve", "record", "replay", "resume"]
 #: What a change's ``build`` step returns: the new version and its payload (``None``
 #: reuses the payload the version document names).
 Built = tuple[dict[str, Any], EncodedPayload | None]
@@ -136,16 +136,18 @@ class Writer:
         ``facts`` are the validated arguments that decide what the write stores; with a
         key they make its fingerprint (a reused key with other facts is refused).
         ``key_use`` (internal, for the fallback queue): ``"reserve"`` the key as callers
-        do; only ``"record"`` it on the version (a key just made for a new queued
-        operation: nobody else can hold it); or ``"resume"`` an operation whose first
-        attempt may have recorded it (reserve, and always look for its version).
+        do; only ``"record"`` it on the version (the first attempt of a new queued
+        operation, with a key made for it: nobody else can hold it); ``"replay"``: record
+        it and look for a version that carries it under the record's lease first (a
+        later attempt of such an operation: an earlier one may have written, or may be
+        running still); ``"resume"``: reserve, and always look (a caller's own key).
         """
         if key is None:
             return await run(None, item_id)
         key = check_key(key)
         fp = fingerprint(op, facts)
-        if key_use == "record":
-            return await run(IdemKey(key, fp, recheck=False), item_id)
+        if key_use in ("record", "replay"):
+            return await run(IdemKey(key, fp, recheck=key_use == "replay"), item_id)
         await self.scope.ready()
         await self.scope.idem_ready()
         return await keyed(
@@ -214,6 +216,10 @@ class Writer:
         # unique claim still decides between creators racing for the same id).
         taken = await scope.repo.find_head(head_id(scope.tenant, item_id), with_inline=False)
         if taken is not None:
+            if idem is not None and idem.recheck:
+                found = await prior_version(scope, idem, item_id, None)
+                if found is not None:
+                    return found  # a concurrent attempt with the key published it
             raise ItemExistsError(item_id, int(taken["ov"]))
         parent_id, origin_id = version["parent_id"], version["origin_id"]
         version = dict(version)

@@ -8,7 +8,8 @@ import orjson
 from hypothesis import strategies as st
 from pymongo import AsyncMongoClient
 
-from chronos_async import Collection
+from chronos_async import Collection, StorageError
+from chronos_async._checkpoints import CheckpointInfo
 from chronos_async._keys import collection_prefix
 
 
@@ -44,6 +45,19 @@ async def drop_databases(uri: str, *names: str) -> None:
             await client.drop_database(name)
     finally:
         await client.close()
+
+
+class Outage:
+    """A checkpoint hook that fails every write at ``stored`` with a retryable error
+    while ``down`` (a write through ``chronos.fallback.collection`` then queues)."""
+
+    def __init__(self, message: str = "injected outage") -> None:
+        self.down = True
+        self.message = message
+
+    async def __call__(self, point: str, info: CheckpointInfo) -> None:
+        if self.down and point == "stored":
+            raise StorageError(self.message, retryable=True)
 
 
 def canon(value: Any) -> bytes:

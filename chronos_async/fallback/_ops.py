@@ -20,12 +20,7 @@ import orjson
 from bson import ObjectId
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
-from chronos_async._errors import (
-    ChronosError,
-    LockLostError,
-    LockTimeoutError,
-    StorageError,
-)
+from chronos_async._errors import ChronosError, LockTimeoutError, StorageError
 from chronos_async._models import Operation, WriteResult, from_us, result_from_doc
 
 __all__ = [
@@ -66,13 +61,14 @@ def retry_delay_s(attempt: int, *, base_ms: int, max_ms: int) -> float:
 def is_worth_retrying(error: BaseException) -> bool:
     """Whether a failed attempt may succeed later, decided by type, never by message.
 
-    Retryable storage errors (an outage, a timeout) and a busy record (its lease was not
-    granted in time, or was lost) are; everything else (a validation error, a version
-    conflict, a deleted or missing record, an integrity error) is final.
+    Retryable storage errors (an outage, a timeout, a write whose outcome is unknown)
+    and a busy record (its lease was not granted in time) are; everything else is final:
+    a validation error, a version conflict, a deleted or missing record, a lost lease
+    (another writer took the record over: the caller's view is stale), an integrity error.
     """
     if isinstance(error, StorageError):
         return error.retryable or error.outcome_unknown
-    return isinstance(error, (LockTimeoutError, LockLostError))
+    return isinstance(error, LockTimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +109,9 @@ class FallbackOp:
     next_at: datetime | None
     last_error: str | None
     result: WriteResult | None = None
-    #: Why it was dead-lettered (dead letters only).
+    #: Why it was dead-lettered, and when (dead letters only).
     reason: str | None = None
+    failed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +121,13 @@ class QueueStats:
     queued: int
     running: int
     done: int
+    cancelled: int
     dead: int
     spooled: int
-    #: Seconds since the oldest operation still waiting was queued (0 when none).
+    #: Seconds since the oldest operation not finished (queued or running) was queued
+    #: (0 when none).
     oldest_waiting_s: float
+    #: Operations not finished (queued or running), by operation.
     by_op: dict[str, int] = field(default_factory=dict)
 
 
@@ -150,6 +150,7 @@ def op_from_doc(doc: Mapping[str, Any], state: OpState | None = None) -> Fallbac
         last_error=None if not error else f"{error.get('type')}: {error.get('message')}",
         result=result_from_doc(result) if result else None,
         reason=doc.get("reason"),
+        failed_at=from_us(int(doc["failed_us"])) if doc.get("failed_us") else None,
     )
 
 

@@ -5,7 +5,7 @@
 
     state       queued -> running -> done | cancelled  (dead ones move to the dead
                 letters); a "running" operation whose claim expired is due again
-    op, tenant, db, collection, args, key, resolve
+    op, tenant, db, collection, args, key
                 what to apply (see :mod:`._ops`)
     attempts    how many times a worker claimed it
     next_us     when it is due (epoch µs); claim_us, owner: who runs it until when
@@ -33,7 +33,6 @@ from chronos_async.meta import DuplicateKeyError, mongo_errors
 __all__ = ["QueueRepo"]
 
 Doc = dict[str, Any]
-_FIELDS_FILTER = ("op", "tenant", "db", "collection")
 
 
 class QueueRepo:
@@ -85,6 +84,15 @@ class QueueRepo:
                 return_document=ReturnDocument.AFTER,
             )
 
+    async def extend(self, op_id: str, owner: str, claim_until_us: int) -> bool:
+        """Extend ``owner``'s claim (a long attempt is not taken over while it runs)."""
+        with mongo_errors("queue claim extension"):
+            result = await self.ops.update_one(
+                {"_id": op_id, "state": {"$eq": "running"}, "owner": {"$eq": owner}},
+                {"$set": {"claim_us": claim_until_us}},
+            )
+        return result.matched_count == 1
+
     async def finish(self, op_id: str, owner: str, result: Doc) -> bool:
         """Mark a claimed operation done with its result."""
         return await self._update_claimed(
@@ -106,18 +114,41 @@ class QueueRepo:
     async def dead_letter(
         self, doc: Doc, owner: str | None, reason: str, error: Doc, failed_us: int
     ) -> bool:
-        """Move an operation to the dead letters (idempotent: the dead letter keeps the
-        operation's ``_id``, so a repeated move finds it there already)."""
-        dead = {**doc, "state": "dead", "reason": reason, "last_error": error}
-        dead.update(failed_us=failed_us, owner=None)
-        with mongo_errors("dead-letter insert"):
-            with contextlib.suppress(DuplicateKeyError):
-                await self.dead.insert_one(dead)
-            query: Doc = {"_id": doc["_id"]}
-            if owner is not None:
-                query["owner"] = {"$eq": owner}
-            removed = await self.ops.delete_one(query)
-        return removed.deleted_count == 1
+        """Move an operation to the dead letters; False when ``owner`` no longer holds it.
+
+        Three steps, each safe to repeat: the operation is marked dead where it is (only
+        while its claim is ``owner``'s: a worker whose claim expired never dead-letters
+        what another worker took), copied to the dead letters under the same ``_id``,
+        and removed from the queue. An operation marked dead but not yet moved (a crash
+        in between) is moved by :meth:`settle_dead`.
+        """
+        marks: Doc = {"state": "dead", "reason": reason, "last_error": error}
+        marks.update(failed_us=failed_us, owner=None)
+        query: Doc = {"_id": doc["_id"]}
+        if owner is not None:
+            query.update(state={"$eq": "running"}, owner={"$eq": owner})
+        with mongo_errors("dead-letter move"):
+            marked = await self.ops.find_one_and_update(
+                query, {"$set": marks}, return_document=ReturnDocument.AFTER
+            )
+            if marked is None:
+                return False
+            await self._move_dead(marked)
+        return True
+
+    async def _move_dead(self, doc: Doc) -> None:
+        with contextlib.suppress(DuplicateKeyError):
+            await self.dead.insert_one(doc)
+        await self.ops.delete_one({"_id": doc["_id"], "state": {"$eq": "dead"}})
+
+    async def settle_dead(self) -> int:
+        """Finish moves to the dead letters that a crash interrupted; how many."""
+        moved = 0
+        with mongo_errors("dead-letter move"):
+            async for doc in self.ops.find({"state": {"$eq": "dead"}}):
+                await self._move_dead(doc)
+                moved += 1
+        return moved
 
     async def release(self, op_id: str, owner: str, now_us: int) -> bool:
         """Give a claimed operation back unfinished (its worker is stopping)."""
@@ -144,12 +175,18 @@ class QueueRepo:
     # -- tools --------------------------------------------------------------------------
 
     async def find(self, op_id: str) -> tuple[Doc | None, Doc | None]:
-        """The operation ``op_id`` in the queue, and in the dead letters."""
+        """The operation ``op_id`` in the queue, else in the dead letters."""
         with mongo_errors("queue lookup"):
-            return (
-                await self.ops.find_one({"_id": op_id}),
-                await self.dead.find_one({"_id": op_id}),
-            )
+            doc = await self.ops.find_one({"_id": op_id})
+            if doc is not None:
+                return doc, None
+            return None, await self.dead.find_one({"_id": op_id})
+
+    async def states(self, op_ids: list[str]) -> dict[str, str]:
+        """The state of each of ``op_ids`` that is in the queue (one query)."""
+        with mongo_errors("queue lookup"):
+            cursor = self.ops.find({"_id": {"$in": op_ids}}, projection={"state": 1})
+            return {str(doc["_id"]): str(doc["state"]) async for doc in cursor}
 
     async def counts(self) -> dict[str, int]:
         """How many operations are in each state (dead letters as ``dead``)."""
@@ -160,18 +197,34 @@ class QueueRepo:
             counts["dead"] = await self.dead.count_documents({})
         return counts
 
-    async def waiting(self, limit: int = 10_000) -> list[Doc]:
-        """The operations not finished yet (queued or running), oldest first."""
-        with mongo_errors("queue listing"):
-            cursor = self.ops.find(
-                {"state": {"$in": ["queued", "running"]}},
-                projection={"args": 0},
-            ).sort([("created_us", ASCENDING)])
-            return await cursor.to_list(limit)
+    async def unfinished_by_op(self) -> dict[str, int]:
+        """How many operations are queued or running, by operation."""
+        found: dict[str, int] = {}
+        with mongo_errors("queue statistics"):
+            for op in ("create", "update", "delete", "enrich", "restore"):
+                n = await self.ops.count_documents(
+                    {"state": {"$in": ["queued", "running"]}, "op": {"$eq": op}}
+                )
+                if n:
+                    found[op] = n
+        return found
+
+    async def oldest_unfinished_us(self) -> int | None:
+        """When the oldest operation still queued or running was queued (epoch µs)."""
+        with mongo_errors("queue statistics"):
+            found = await (
+                self.ops.find(
+                    {"state": {"$in": ["queued", "running"]}}, projection={"created_us": 1}
+                )
+                .sort([("created_us", ASCENDING)])
+                .limit(1)
+                .to_list(1)
+            )
+        return int(found[0]["created_us"]) if found else None
 
     async def dead_letters(self, filter: Mapping[str, Any], limit: int) -> list[Doc]:
         """Dead letters matching ``filter`` (op, tenant, db, collection), newest first."""
-        query = {k: {"$eq": v} for k, v in filter.items() if k in _FIELDS_FILTER}
+        query = {k: {"$eq": v} for k, v in filter.items()}
         with mongo_errors("dead-letter listing"):
             cursor = (
                 self.dead.find(query, projection={"args.data": 0, "args.patches": 0})
@@ -192,19 +245,30 @@ class QueueRepo:
             try:
                 await self.ops.insert_one(doc)
             except DuplicateKeyError:
-                # Revived before (or never removed): make sure it is due again.
+                # A move to the dead letters was interrupted (it is still in the queue,
+                # marked dead): make it due again. Nothing else is touched.
                 await self.ops.update_one(
-                    {"_id": op_id, "state": {"$ne": "done"}},
-                    {"$set": {"state": "queued", "next_us": now_us, "attempts": 0}},
+                    {"_id": op_id, "state": {"$eq": "dead"}},
+                    {
+                        "$set": {"state": "queued", "next_us": now_us, "attempts": 0},
+                        "$unset": {"reason": "", "failed_us": ""},
+                    },
                 )
             await self.dead.delete_one({"_id": op_id})
         return True
 
-    async def cancel(self, op_id: str) -> bool:
-        """Cancel a queued operation that no worker runs now; False otherwise."""
+    async def cancel(self, op_id: str, now_us: int) -> bool:
+        """Cancel an operation no worker runs now (queued, or claimed by a worker whose
+        claim expired); False otherwise."""
         with mongo_errors("queue cancel"):
             result = await self.ops.update_one(
-                {"_id": op_id, "state": {"$eq": "queued"}},
-                {"$set": {"state": "cancelled", "finished": datetime.now(UTC)}},
+                {
+                    "_id": op_id,
+                    "$or": [
+                        {"state": {"$eq": "queued"}},
+                        {"state": {"$eq": "running"}, "claim_us": {"$lt": now_us}},
+                    ],
+                },
+                {"$set": {"state": "cancelled", "finished": datetime.now(UTC), "owner": None}},
             )
         return result.modified_count == 1

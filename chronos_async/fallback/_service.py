@@ -19,7 +19,6 @@ A queued write is not visible to reads until it is applied.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -27,11 +26,8 @@ from typing import TYPE_CHECKING, Any
 from chronos_async._collection import Collection
 from chronos_async._errors import (
     ConfigError,
-    DeadLetterError,
-    NotFoundError,
-    OperationCancelledError,
-    OperationPendingError,
     StorageError,
+    ValidationError,
 )
 from chronos_async._models import Operation, WriteResult, from_us
 from chronos_async._scope import Scope, now_us
@@ -47,6 +43,7 @@ from chronos_async.fallback._ops import (
 )
 from chronos_async.fallback._queue import QueueRepo
 from chronos_async.fallback._spool import Spool
+from chronos_async.fallback._watch import OpWatch
 from chronos_async.fallback._worker import FallbackWorker
 
 if TYPE_CHECKING:
@@ -57,8 +54,7 @@ __all__ = ["Fallback"]
 
 Doc = dict[str, Any]
 log = logging.getLogger("chronos_async.fallback")
-#: Polling an operation for ``wait``: first and longest pause (seconds).
-_FIRST_PAUSE, _LONGEST_PAUSE = 0.005, 0.25
+_DEAD_FILTERS = frozenset({"op", "tenant", "db", "collection"})
 
 
 class Fallback:
@@ -80,7 +76,9 @@ class Fallback:
         self.queues: list[QueueRepo] = []
         #: Set when this process queues an operation: wakes the worker.
         self.wake = asyncio.Event()
-        self._finished = asyncio.Condition()
+        self._ready: list[bool] = []
+        #: Following operations: ``status``, ``wait`` and what wakes them.
+        self.watch = OpWatch(self)
 
     # -- lifecycle (driven by Chronos) -------------------------------------------------
 
@@ -114,7 +112,12 @@ class Fallback:
         return 4 * self._chronos.config.deadlines.mongo_ms / 1000
 
     async def open(self) -> None:
-        """Create the queue's indexes on every backend, open the spool, start the worker."""
+        """Connect the queue of every backend; start the worker when ``auto_start``.
+
+        Nothing is created here (a process that only looks at the queue, like the CLI,
+        needs no more than read access): the indexes and the spool are made when the
+        worker starts or the first operation is queued.
+        """
         cfg = self.config
         self.queues = [
             QueueRepo(
@@ -125,23 +128,38 @@ class Fallback:
             )
             for backend in self._chronos.backends
         ]
-        for queue in self.queues:
-            await queue.ensure_indexes()
+        self._ready = [False] * len(self.queues)
         if cfg.spool_dir is not None:
             self.spool = Spool(cfg.spool_dir)
-            await self.spool.open()
         if cfg.auto_start:
             await self.start_worker()
 
+    async def _prepare(self, queue: QueueRepo) -> None:
+        """Create the indexes of ``queue`` once per instance."""
+        index = self.queues.index(queue)
+        if not self._ready[index]:
+            await queue.ensure_indexes()
+            self._ready[index] = True
+
     async def close(self) -> None:
-        """Stop the worker (bounded by ``fallback.stop_ms``)."""
+        """Stop the worker (bounded by ``fallback.stop_ms``) and the watcher of ``wait``."""
         if self._worker is not None:
             await self._worker.stop(self.config.stop_ms / 1000)
+        await self.watch.close()
 
     async def start_worker(self) -> None:
-        """Start applying queued operations (a no-op when the worker runs)."""
+        """Start applying queued operations (a no-op when the worker runs).
+
+        First it creates the queue's indexes, opens the spool and finishes any move to
+        the dead letters that a crash interrupted.
+        """
         cfg = self.config
         self._chronos._check_open()
+        for queue in self.queues:
+            await self._prepare(queue)
+            await queue.settle_dead()
+        if self.spool is not None:
+            await self.spool.open()
         if self._worker is None:
             self._worker = FallbackWorker(self, f"{self._chronos.owner}:fallback")
         self._worker.start()
@@ -207,8 +225,10 @@ class Fallback:
             "owner": None,
         }
         spooled = False
+        queue = self._queue_of(scope.db, scope.collection, scope.tenant)
         try:
-            await self._queue_of(scope.db, scope.collection, scope.tenant).enqueue(doc)
+            await self._prepare(queue)
+            await queue.enqueue(doc)
         except StorageError as exc:
             if self.spool is None:
                 raise StorageError(
@@ -216,6 +236,7 @@ class Fallback:
                     f"did not answer ({exc}) and no fallback.spool_dir is configured",
                     retryable=True,
                 ) from cause
+            await self.spool.open()
             await self.spool.append(doc)
             spooled = True
         self.wake.set()
@@ -248,28 +269,17 @@ class Fallback:
 
     # -- following an operation -------------------------------------------------------
 
-    async def notify(self) -> None:
-        """Wake the ``wait`` calls of this process (an operation finished)."""
-        async with self._finished:
-            self._finished.notify_all()
+    def notify(self, op_id: str) -> None:
+        """Wake the ``wait`` calls of this process for ``op_id`` (it finished, or moved)."""
+        self.watch.notify(op_id)
 
     async def status(self, op_id: str) -> FallbackOp | None:
-        """Where operation ``op_id`` stands, or ``None`` when it is unknown (or expired)."""
+        """Where operation ``op_id`` stands, or ``None`` when it is unknown (or expired).
+
+        Raises :class:`StorageError` when a backend that might hold it does not answer.
+        """
         self._check()
-        for queue in self.queues:
-            try:
-                doc, dead = await queue.find(op_id)
-            except StorageError:
-                continue
-            if dead is not None:
-                return op_from_doc(dead, "dead")
-            if doc is not None:
-                return op_from_doc(doc)
-        if self.spool is not None:
-            spooled = await self.spool.get(op_id)
-            if spooled is not None:
-                return op_from_doc(spooled, "spooled")
-        return None
+        return await self.watch.status(op_id)
 
     async def wait(
         self,
@@ -281,53 +291,36 @@ class Fallback:
 
         Raises :class:`DeadLetterError` (it will not be applied: why is in the error),
         :class:`OperationCancelledError`, :class:`NotFoundError` (no such operation),
-        or :class:`OperationPendingError` when ``timeout`` seconds pass first.
+        or :class:`OperationPendingError` when ``timeout`` seconds pass first. A worker
+        of this process wakes the call as soon as it finishes the operation; one of
+        another process is noticed by a poll of every waited operation at once.
         """
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        tries = 0
-        while True:
-            found = await self.status(op_id)
-            if found is None:
-                raise NotFoundError(f"no queued operation {op_id!r}")
-            if found.state == "done" and found.result is not None:
-                return found.result
-            if found.state == "dead":
-                raise DeadLetterError(op_id, found.reason or "", found.last_error)
-            if found.state == "cancelled":
-                raise OperationCancelledError(f"operation {op_id!r} was cancelled")
-            pause = min(_FIRST_PAUSE * 2**tries, _LONGEST_PAUSE)
-            if deadline is not None:
-                left = deadline - loop.time()
-                if left <= 0:
-                    raise OperationPendingError(op_id, found.state, found.attempts)
-                pause = min(pause, left)
-            tries += 1
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(pause), self._finished:
-                    await self._finished.wait()
+        self._check()
+        return await self.watch.wait(op_id, timeout=timeout)
 
     # -- operating the queue ---------------------------------------------------------
 
     async def get_queue_stats(self) -> QueueStats:
         """Counts over every backend's queue and the local journal."""
         self._check()
-        totals = {"queued": 0, "running": 0, "done": 0, "dead": 0}
+        totals = {"queued": 0, "running": 0, "done": 0, "cancelled": 0, "dead": 0}
         oldest: int | None = None
         by_op: dict[str, int] = {}
         for queue in self.queues:
             counts = await queue.counts()
             for state in totals:
                 totals[state] += counts.get(state, 0)
-            for doc in await queue.waiting():
-                by_op[doc["op"]] = by_op.get(doc["op"], 0) + 1
-                created = int(doc["created_us"])
-                oldest = created if oldest is None else min(oldest, created)
+            for op, n in (await queue.unfinished_by_op()).items():
+                by_op[op] = by_op.get(op, 0) + n
+            first = await queue.oldest_unfinished_us()
+            if first is not None:
+                oldest = first if oldest is None else min(oldest, first)
         spooled = 0 if self.spool is None else await self.spool.count()
         return QueueStats(
             queued=totals["queued"],
             running=totals["running"],
             done=totals["done"],
+            cancelled=totals["cancelled"],
             dead=totals["dead"],
             spooled=spooled,
             oldest_waiting_s=0.0 if oldest is None else max(0.0, (now_us() - oldest) / 1e6),
@@ -337,14 +330,22 @@ class Fallback:
     async def get_dead_letter_ops(
         self, filter: Mapping[str, Any] | None = None, limit: int = 100
     ) -> list[FallbackOp]:
-        """Dead letters (newest first), filtered by ``op``, ``tenant``, ``db``,
-        ``collection``."""
+        """Dead letters of every backend, newest first, filtered by ``op``, ``tenant``,
+        ``db`` and ``collection`` (other keys raise :class:`ValidationError`)."""
         self._check()
-        found: list[FallbackOp] = []
+        wanted = dict(filter or {})
+        unknown = sorted(set(wanted) - _DEAD_FILTERS)
+        if unknown:
+            raise ValidationError(
+                f"unknown dead-letter filter keys {unknown}; use {sorted(_DEAD_FILTERS)}"
+            )
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 10_000:
+            raise ValidationError("limit must be an integer from 1 to 10000")
+        found: list[Doc] = []
         for queue in self.queues:
-            docs = await queue.dead_letters(dict(filter or {}), limit)
-            found.extend(op_from_doc({**d, "args": d.get("args", {})}, "dead") for d in docs)
-        return found[:limit]
+            found.extend(await queue.dead_letters(wanted, limit))
+        found.sort(key=lambda d: int(d.get("failed_us") or 0), reverse=True)
+        return [op_from_doc({**d, "args": d.get("args", {})}, "dead") for d in found[:limit]]
 
     async def retry_dead_letter(self, op_id: str) -> bool:
         """Queue a dead letter again (due now, attempts reset); False if there is none.
@@ -366,7 +367,7 @@ class Fallback:
         if self.spool is not None and await self.spool.remove(op_id):
             return True
         for queue in self.queues:
-            if await queue.cancel(op_id):
-                await self.notify()
+            if await queue.cancel(op_id, now_us()):
+                self.notify(op_id)
                 return True
         return False

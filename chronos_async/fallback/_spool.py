@@ -37,12 +37,16 @@ class Spool:
 
     def __init__(self, folder: str | Path) -> None:
         self.path = Path(folder) / _FILE
+        self._opened = False
 
     def __repr__(self) -> str:
         return f"Spool({str(self.path)!r})"
 
     async def open(self) -> None:
-        """Create the folder and the journal if needed (WAL mode is kept by the file)."""
+        """Create the folder and the journal if needed (WAL mode is kept by the file).
+
+        Reading a journal that was never opened finds it empty.
+        """
 
         def create() -> None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +57,9 @@ class Spool:
                     " op_id TEXT PRIMARY KEY, doc BLOB NOT NULL, created_us INTEGER NOT NULL)"
                 )
 
-        await self._run(create, "open")
+        if not self._opened:
+            await self._run(create, "open")
+            self._opened = True
 
     def _connect(self) -> sqlite3.Connection:
         # Autocommit: each statement is its own transaction, committed (and fsynced)
@@ -88,6 +94,8 @@ class Spool:
         """The oldest ``limit`` operations of the journal."""
 
         def select() -> list[Doc]:
+            if not self.path.exists():
+                return []
             with closing(self._connect()) as db:
                 rows = db.execute(
                     "SELECT doc FROM ops ORDER BY created_us LIMIT ?", (limit,)
@@ -100,9 +108,24 @@ class Spool:
         """One operation of the journal, or ``None``."""
 
         def select() -> Doc | None:
+            if not self.path.exists():
+                return None
             with closing(self._connect()) as db:
                 row = db.execute("SELECT doc FROM ops WHERE op_id = ?", (op_id,)).fetchone()
             return None if row is None else orjson.loads(row[0])
+
+        return await self._run(select, "read")
+
+    async def which(self, op_ids: list[str]) -> set[str]:
+        """The ones of ``op_ids`` that are in the journal."""
+
+        def select() -> set[str]:
+            if not self.path.exists() or not op_ids:
+                return set()
+            marks = ",".join("?" * len(op_ids))
+            with closing(self._connect()) as db:
+                rows = db.execute(f"SELECT op_id FROM ops WHERE op_id IN ({marks})", op_ids)
+                return {str(row[0]) for row in rows.fetchall()}
 
         return await self._run(select, "read")
 
@@ -110,6 +133,8 @@ class Spool:
         """Delete an operation (it reached MongoDB, or was cancelled)."""
 
         def delete() -> bool:
+            if not self.path.exists():
+                return False
             with closing(self._connect()) as db:
                 return db.execute("DELETE FROM ops WHERE op_id = ?", (op_id,)).rowcount == 1
 
@@ -119,6 +144,8 @@ class Spool:
         """How many operations wait in the journal."""
 
         def select() -> int:
+            if not self.path.exists():
+                return 0
             with closing(self._connect()) as db:
                 return int(db.execute("SELECT COUNT(*) FROM ops").fetchone()[0])
 

@@ -8,7 +8,7 @@ instance when ``fallback.auto_start``, else by ``start_worker()``), running up t
    claim and the attempt count together), from any backend's queue, after moving what
    the local journal holds into MongoDB once it answers again;
 2. apply it through the ordinary write path with its idempotency key, always looking
-   for a version an earlier attempt may have published (``key_use="resume"``): an
+   for a version an earlier attempt may have published (``key_use=key_use``): an
    operation is applied once however many attempts it takes;
 3. record the outcome under the claim: done (with its result); or due again after an
    exponential backoff with full jitter, if the error may pass and attempts remain; or
@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from chronos_async._enrich import enrich
@@ -34,6 +35,7 @@ from chronos_async._errors import StorageError
 from chronos_async._models import WriteResult, result_to_doc
 from chronos_async._restore import restore_object
 from chronos_async._scope import now_us
+from chronos_async._write import KeyUse
 from chronos_async.fallback._ops import decode_data, error_doc, is_worth_retrying, retry_delay_s
 from chronos_async.fallback._queue import QueueRepo
 
@@ -44,6 +46,15 @@ __all__ = ["FallbackWorker"]
 
 Doc = dict[str, Any]
 log = logging.getLogger("chronos_async.fallback")
+
+
+def _key_use(doc: Doc) -> KeyUse:
+    """How an attempt uses the operation's key. It always looks for a version an
+    earlier attempt may have written (or a concurrent one, if a claim expired while its
+    worker still ran); a key made for the operation needs no reservation for that (the
+    record's lease serializes its attempts), a caller's own key does (the caller may
+    retry it meanwhile)."""
+    return "replay" if str(doc["key"]).startswith("op:") else "resume"
 
 
 class FallbackWorker:
@@ -140,7 +151,8 @@ class FallbackWorker:
         op_id = str(doc["_id"])
         try:
             try:
-                result = await self._apply(doc)
+                async with self._keeping_claim(queue, op_id):
+                    result = await self._apply(doc)
             except asyncio.CancelledError:
                 # Stopping: hand the claim back so the operation is due again at once.
                 with contextlib.suppress(Exception):
@@ -156,9 +168,29 @@ class FallbackWorker:
                 # Applied, not recorded: the claim expires, the next attempt finds the
                 # version by its idempotency key and records it then.
                 log.info("fallback worker: %s applied, not recorded yet (%s)", op_id, exc)
-            await self._service.notify()
+            self._service.notify(op_id)
         finally:
             slots.release()
+
+    @contextlib.asynccontextmanager
+    async def _keeping_claim(self, queue: QueueRepo, op_id: str) -> AsyncIterator[None]:
+        """Extend the claim every third of ``claim_ms`` while the block runs, so a long
+        attempt is not taken over by another worker meanwhile (if it is anyway, after a
+        stall, the replay under the record's lease keeps the operation applied once)."""
+        claim_us = self._service.config.claim_ms * 1000
+
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(claim_us / 3e6)
+                with contextlib.suppress(StorageError):
+                    await queue.extend(op_id, self._owner, now_us() + claim_us)
+
+        keeper = asyncio.create_task(keep(), name="chronos-fallback-claim")
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
 
     async def _failed(self, doc: Doc, queue: QueueRepo, exc: Exception) -> None:
         cfg = self._service.config
@@ -171,7 +203,8 @@ class FallbackWorker:
                 self.counts["rescheduled"] += 1
                 return
             if is_worth_retrying(exc):
-                reason = f"gave up after {attempts} attempts; last: {error['type']}: {exc}"
+                tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+                reason = f"gave up after {tries}; last: {error['type']}: {exc}"
             else:
                 reason = f"{error['type']}: {exc}"
             await queue.dead_letter(doc, self._owner, reason, error, now_us())
@@ -179,13 +212,14 @@ class FallbackWorker:
             log.warning("fallback: %s moved to the dead letters: %s", op_id, reason)
         except StorageError as record_error:
             log.info("fallback worker: outcome of %s not recorded (%s)", op_id, record_error)
-        await self._service.notify()
+        self._service.notify(op_id)
 
     async def _apply(self, doc: Doc) -> WriteResult:
         """Apply one operation through the ordinary write path (see the module doc)."""
         coll = self._service.plain_collection(doc)
         writer = coll._writer
         args, key, op = doc["args"], str(doc["key"]), doc["op"]
+        key_use = _key_use(doc)
         if op == "create":
             return await writer.create(
                 decode_data(args["data"]),
@@ -195,7 +229,7 @@ class FallbackWorker:
                 parent_id=args.get("parent_id"),
                 origin_id=args.get("origin_id"),
                 idempotency_key=key,
-                key_use="resume",
+                key_use=key_use,
                 chosen_id=args["id"],
             )
         if op == "update":
@@ -206,7 +240,7 @@ class FallbackWorker:
                 actor=args.get("actor"),
                 reason=args.get("reason"),
                 idempotency_key=key,
-                key_use="resume",
+                key_use=key_use,
             )
         if op == "delete":
             return await writer.delete(
@@ -215,7 +249,7 @@ class FallbackWorker:
                 actor=args.get("actor"),
                 reason=args.get("reason"),
                 idempotency_key=key,
-                key_use="resume",
+                key_use=key_use,
             )
         if op == "enrich":
             return await enrich(
@@ -227,7 +261,7 @@ class FallbackWorker:
                 reason=args.get("reason"),
                 expected_ov=args.get("expected_ov"),
                 idempotency_key=key,
-                key_use="resume",
+                key_use=key_use,
             )
         return await restore_object(
             writer,
@@ -238,5 +272,5 @@ class FallbackWorker:
             reason=args.get("reason"),
             expected_ov=args.get("expected_ov"),
             idempotency_key=key,
-            key_use="resume",
+            key_use=key_use,
         )

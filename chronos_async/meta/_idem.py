@@ -41,10 +41,11 @@ class IdemRepo:
         self.versions = db[f"{collection}_ver"]
 
     async def ensure_indexes(self) -> None:
-        """The TTL index on ``expires`` and the version index on the key (idempotent)."""
+        """The TTL index on ``expires`` (idempotent). Versions are looked up by record
+        and key through their ``(t, id, ov)`` index: no index of their own, so writes
+        without a key pay nothing for keys."""
         with mongo_errors("index creation"):
             await self.docs.create_index([("expires", ASCENDING)], expireAfterSeconds=0)
-            await self.versions.create_index([("t", ASCENDING), ("idem", ASCENDING)])
 
     async def reserve(self, doc: Doc) -> None:
         """Insert a reservation (raises ``DuplicateKeyError`` when the key is taken)."""
@@ -85,15 +86,17 @@ class IdemRepo:
         with mongo_errors("idempotency expiry"):
             await self.docs.delete_one({"_id": rid, "expires": {"$lt": now}})
 
-    async def version_with_key(self, tenant: str, key: str, since_us: int) -> Doc | None:
-        """The newest version written with ``key`` and claimed after ``since_us``."""
+    async def version_with_key(
+        self, tenant: str, item_id: str, key: str, since_us: int
+    ) -> Doc | None:
+        """The newest version of record ``item_id`` written with ``key`` and claimed after
+        ``since_us`` (served by the ``(t, id, ov)`` index: the record is always known)."""
+        query = {
+            "t": {"$eq": tenant},
+            "id": {"$eq": item_id},
+            "idem": {"$eq": key},
+            "claim_us": {"$gt": since_us},
+        }
         with mongo_errors("idempotency version lookup"):
-            found = await (
-                self.versions.find(
-                    {"t": {"$eq": tenant}, "idem": {"$eq": key}, "claim_us": {"$gt": since_us}}
-                )
-                .sort([("claim_us", -1)])
-                .limit(1)
-                .to_list(1)
-            )
+            found = await self.versions.find(query).sort([("claim_us", -1)]).limit(1).to_list(1)
         return found[0] if found else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,8 @@ from chronos_async import (
     Chronos,
     ConfigError,
     DeadLetterError,
+    LockLostError,
+    LockTimeoutError,
     NotFoundError,
     OperationCancelledError,
     OperationPendingError,
@@ -21,8 +24,8 @@ from chronos_async import (
     VersionConflictError,
     WriteResult,
 )
-from chronos_async._checkpoints import CheckpointInfo
 from chronos_async.fallback._ops import is_worth_retrying, retry_delay_s
+from tests.support import Outage
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -41,17 +44,6 @@ async def queued(make_config: Any, db_name: str) -> AsyncIterator[Chronos]:
     )
     async with Chronos(config) as chronos:
         yield chronos
-
-
-class Outage:
-    """A checkpoint hook that fails every write at ``stored`` while ``down``."""
-
-    def __init__(self) -> None:
-        self.down = True
-
-    async def __call__(self, point: str, info: CheckpointInfo) -> None:
-        if self.down and point == "stored":
-            raise StorageError("injected outage", retryable=True)
 
 
 async def test_a_failed_write_is_queued_and_applied_once(queued: Chronos, db_name: str) -> None:
@@ -154,7 +146,53 @@ def test_retry_classification_and_delays() -> None:
     assert is_worth_retrying(StorageError("x", outcome_unknown=True))
     assert not is_worth_retrying(StorageError("x"))
     assert not is_worth_retrying(VersionConflictError(1, 2))
+    assert not is_worth_retrying(LockLostError("r"))
+    assert is_worth_retrying(LockTimeoutError("r", 10))
     assert not is_worth_retrying(ValueError("x"))
     for attempt in range(1, 30):
         delay = retry_delay_s(attempt, base_ms=100, max_ms=5000)
         assert 0 <= delay <= min(5.0, 0.1 * 2 ** (attempt - 1))
+
+
+@pytest.mark.parametrize("op", ["create", "update", "enrich"])
+async def test_two_attempts_of_one_operation_at_once_apply_it_once(
+    make_config: Any, db_name: str, op: str
+) -> None:
+    """If a claim expires while its worker still runs (a stall), another worker runs the
+    same operation at the same time: the replay under the record's lease (or, for a
+    create, the shared record id) still applies it once."""
+    config = make_config(
+        "local",
+        fallback={"enabled": True, "auto_start": False, "database": f"{db_name}_sys"},
+    )
+    async with Chronos(config) as one, Chronos(config) as two:
+        orders = one.fallback.collection("orders", db=db_name)
+        base = await orders.plain.create({"total": 0, "tags": []})
+        with one.checkpoints.hook(Outage()):
+            if op == "create":
+                queued = await orders.create({"total": 1})
+            elif op == "update":
+                queued = await orders.update(base.id, {"total": 2}, expected_ov=0)
+            else:
+                queued = await orders.enrich(base.id, {"tags": ["x"]})
+        assert isinstance(queued, QueuedWrite)
+        await one.fallback.start_worker()
+        await two.fallback.start_worker()
+        await one.fallback.stop_worker()
+        await two.fallback.stop_worker()
+        [queue] = one.fallback.queues
+        doc = await queue.ops.find_one({"_id": queued.op_id})
+        assert doc is not None
+        workers = [one.fallback._worker, two.fallback._worker]
+        assert all(w is not None for w in workers)
+        outcomes = await asyncio.gather(
+            *(w._apply(doc) for w in workers if w is not None), return_exceptions=True
+        )
+        results = [r for r in outcomes if isinstance(r, WriteResult)]
+        # One may have met the other's claim before it was published: "not settled yet"
+        # (retryable: the worker would try again later).
+        others = [r for r in outcomes if not isinstance(r, WriteResult)]
+        assert all(isinstance(e, StorageError) and e.retryable for e in others), others
+        assert results and all(r == results[0] for r in results)
+        history = [v.ov async for v in orders.plain.history(queued.id)]
+        assert history == ([0] if op == "create" else [1, 0])

@@ -45,20 +45,17 @@ from chronos_async import (
     StorageError,
     VersionConflictError,
     WriteResult,
-    _procs,
 )
 from chronos_async._checkpoints import CheckpointInfo
 from chronos_async._keys import head_id
 from chronos_async._procs import (
-    ExecutableNotFoundError,
     NxServer,
     S3Credentials,
-    WeedServer,
     start_nx,
-    start_weed,
 )
 from chronos_async._rollforward import settle_age_us
 from chronos_async._scope import now_us
+from tests.reliability.servers import kill, own_weed, restart_on_same_ports
 from tests.reliability.writer_process import config_json
 from tests.support import footprint
 
@@ -631,27 +628,6 @@ def _external(*names: str) -> bool:
     return any(os.environ.get(name) for name in names)
 
 
-async def _kill(server: NxServer | WeedServer) -> None:
-    """SIGKILL: the server dies without flushing or saying goodbye (a crash)."""
-    if server.running:
-        os.kill(server.pid, signal.SIGKILL)
-    await server.wait()
-    await server.stop()  # removes its pid file and sockets
-
-
-async def _restart_on_same_ports(
-    monkeypatch: pytest.MonkeyPatch, ports: list[int], start: Callable[[], Awaitable[Any]]
-) -> Any:
-    """Start a server on the ports of its dead predecessor.
-
-    ``_procs`` has no way to ask for given ports, so its port picker is pointed at them for
-    the duration of the start (the free-port retries then retry the same ports).
-    """
-    with monkeypatch.context() as patch:
-        patch.setattr(_procs, "pick_ports", lambda count, **_: list(ports[:count]))
-        return await start()
-
-
 FAULTS_BUCKETS = ("faults-json", "faults-content", "faults-backups")
 
 
@@ -664,32 +640,9 @@ async def test_s3_server_killed_and_restarted(
     make_config: Any, db_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     creds = S3Credentials("CHRONOSFAULTS", "fault-injection-secret")
-    data_dir = tmp_path / "weed-data"  # survives the restart
-
-    def start(n: int) -> Awaitable[WeedServer]:
-        return start_weed(
-            tmp_path / f"weed-{n}", data_dir=data_dir, buckets=FAULTS_BUCKETS, credentials=creds
-        )
-
-    try:
-        weed = await start(1)
-    except ExecutableNotFoundError as exc:
-        pytest.skip(f"no weed executable: {exc}")
-    servers = [weed]
-    try:
+    async with own_weed(tmp_path, creds, FAULTS_BUCKETS) as weed:
         config = make_config(
-            "s3",
-            leases={"lease_ms": 1000, "wait_ms": 5000},
-            spaces_conns=[
-                {
-                    "endpoint": weed.endpoint,
-                    "access_key": creds.access_key,
-                    "secret_key": creds.secret_key,
-                    "json_bucket": FAULTS_BUCKETS[0],
-                    "content_bucket": FAULTS_BUCKETS[1],
-                    "backups_bucket": FAULTS_BUCKETS[2],
-                }
-            ],
+            "s3", leases={"lease_ms": 1000, "wait_ms": 5000}, spaces_conns=[weed.conn()]
         )
         async with Chronos(config) as chronos:
             users = chronos.collection("users", db=db_name)
@@ -711,14 +664,13 @@ async def test_s3_server_killed_and_restarted(
 
             async def restart() -> None:
                 # Same ports, so the running Chronos (its S3 client) simply reconnects.
-                restarted = _restart_on_same_ports(monkeypatch, list(weed.ports), lambda: start(2))
-                servers.append(await restarted)
+                await weed.restart(monkeypatch)
 
             await run_outage(
                 users,
                 ids,
                 ledger,
-                stop_server=lambda: _kill(weed),
+                stop_server=weed.kill,
                 during_outage=during_outage,
                 restart_server=restart,
             )
@@ -730,9 +682,6 @@ async def test_s3_server_killed_and_restarted(
             assert (await users.get_latest(big.id)) is not None
             await assert_clean(chronos, db_name, reconcile=True)
             print(f"S3 outage: {ledger.summary()}")
-    finally:
-        for server in servers:
-            await _kill(server)  # the data is thrown away: no need for a graceful stop
 
 
 @pytest.mark.slow
@@ -771,14 +720,14 @@ async def test_mongo_unreachable_then_back(
 
             async def restart() -> None:
                 # Same port and data folder: pymongo reconnects by itself.
-                restarted = _restart_on_same_ports(monkeypatch, [nx.port], lambda: start(2))
+                restarted = restart_on_same_ports(monkeypatch, [nx.port], lambda: start(2))
                 servers.append(await restarted)
 
             await run_outage(
                 users,
                 ids,
                 ledger,
-                stop_server=lambda: _kill(nx),
+                stop_server=lambda: kill(nx),
                 during_outage=during_outage,
                 restart_server=restart,
             )
@@ -796,4 +745,4 @@ async def test_mongo_unreachable_then_back(
         # Closed above while the server was up again (a client closed while dialing a dead
         # port leaks a socket); now the servers can go.
         for server in servers:
-            await _kill(server)
+            await kill(server)
