@@ -287,3 +287,28 @@ async def chronos(make_config: MakeConfig) -> AsyncIterator[Chronos]:
 def users(chronos: Chronos, db_name: str) -> Collection:
     """The ``users`` collection (map: :data:`USERS_MAP`) in this test's database."""
     return chronos.collection("users", db=db_name)
+
+
+# -- figures the suites report --------------------------------------------------------
+
+_REPORTED: list[str] = []
+
+
+@pytest.fixture
+def report() -> Callable[[str], None]:
+    """``report(line)``: a figure (counts, rates) shown at the end of the run, also
+    without ``-s`` (the reliability suites print what they measured there)."""
+
+    def add(line: str) -> None:
+        print(line)
+        _REPORTED.append(line)
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the figures the tests reported."""
+    if _REPORTED:
+        terminalreporter.section("figures reported by the tests")
+        for line in _REPORTED:
+            terminalreporter.write_line(line)

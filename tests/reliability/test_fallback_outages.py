@@ -109,7 +109,13 @@ async def check_exactly_once(
     assert duplicates == 0
     stats = await chronos.fallback.get_queue_stats()
     assert stats.queued == stats.running == stats.spooled == stats.dead == 0, stats
-    return {"queued": len(ops), "applied": len(results), "duplicates": duplicates, "lost": 0}
+    return {
+        "queued": len(ops),
+        "applied": len(results),
+        "dead_lettered": stats.dead,
+        "duplicates": duplicates,
+        "lost": len(ops) - len(results),
+    }
 
 
 async def create_records(chronos: Chronos, db: str) -> None:
@@ -133,7 +139,11 @@ def queued_only(
     reason="stops its S3 server: not possible with CHRONOS_TEST_S3_* (external)",
 )
 async def test_s3_killed_writes_queue_and_drain_exactly_once(
-    make_config: Any, db_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_config: Any,
+    db_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    report: Callable[[str], None],
 ) -> None:
     creds = S3Credentials("CHRONOSFALLBACK", "fallback-outage-secret")
     async with own_weed(tmp_path, creds, BUCKETS) as weed:
@@ -155,8 +165,8 @@ async def test_s3_killed_writes_queue_and_drain_exactly_once(
             counts = await check_exactly_once(chronos, db_name, ops)
             drained_in = asyncio.get_running_loop().time() - began
             await assert_clean(chronos, db_name, reconcile=True)
-            print(
-                f"S3 outage: {counts} (queued in {queued_in:.1f} s; drained in "
+            report(
+                f"fallback, S3 killed: {counts} (queued in {queued_in:.1f} s; drained in "
                 f"{drained_in:.1f} s, {len(ops) / drained_in:.0f} ops/s)"
             )
 
@@ -167,7 +177,11 @@ async def test_s3_killed_writes_queue_and_drain_exactly_once(
     reason="stops its MongoDB: not possible with CHRONOS_TEST_MONGO_URI (external)",
 )
 async def test_mongo_killed_writes_spool_and_drain_exactly_once(
-    make_config: Any, db_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_config: Any,
+    db_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    report: Callable[[str], None],
 ) -> None:
     data_dir = tmp_path / "nx-data"
 
@@ -198,7 +212,7 @@ async def test_mongo_killed_writes_spool_and_drain_exactly_once(
             drained_in = asyncio.get_running_loop().time() - began
             assert await chronos.fallback.spool.count() == 0
             await assert_clean(chronos, db_name, reconcile=True)
-            print(f"MongoDB outage with spool: {counts} (drained in {drained_in:.1f} s)")
+            report(f"fallback, MongoDB killed, spool: {counts} (drained in {drained_in:.1f} s)")
     finally:
         for server in servers:
             await kill(server)
@@ -249,7 +263,7 @@ async def read_until(proc: asyncio.subprocess.Process, done: Callable[[str], boo
 
 @pytest.mark.slow
 async def test_two_processes_drain_one_queue_and_one_is_killed(
-    make_config: Any, db_name: str, tmp_path: Path
+    make_config: Any, db_name: str, tmp_path: Path, report: Callable[[str], None]
 ) -> None:
     """Two OS processes drain the queue together; one is SIGKILLed mid-drain. Its claimed
     operations are taken over once their claims expire; none is lost or applied twice."""
@@ -279,8 +293,8 @@ async def test_two_processes_drain_one_queue_and_one_is_killed(
         await assert_clean(chronos, db_name, reconcile=True)
     killed_applied = int([x for x in early if x.startswith("APPLIED")][-1].split()[1])
     assert applied_by_survivor > 0 and killed_applied >= 15
-    print(
-        f"two processes, one SIGKILLed: {counts}; the killed one had applied "
+    report(
+        f"fallback, two processes, one SIGKILLed: {counts}; the killed one had applied "
         f"{killed_applied}, the survivor {applied_by_survivor}"
     )
 
@@ -291,7 +305,11 @@ async def test_two_processes_drain_one_queue_and_one_is_killed(
     reason="stops its S3 server: not possible with CHRONOS_TEST_S3_* (external)",
 )
 async def test_a_write_failing_for_good_is_dead_lettered_then_retried(
-    make_config: Any, db_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_config: Any,
+    db_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    report: Callable[[str], None],
 ) -> None:
     creds = S3Credentials("CHRONOSDEAD", "dead-letter-secret")
     async with own_weed(tmp_path, creds, BUCKETS) as weed:
@@ -319,4 +337,7 @@ async def test_a_write_failing_for_good_is_dead_lettered_then_retried(
             assert result.id == queued.id and result.ov == 0
             assert await readable_history(orders.plain, queued.id) == [0]
             assert (await chronos.fallback.get_queue_stats()).dead == 0
-            print(f"dead letter after 3 attempts, then retried: applied once ({result.ov=})")
+            report(
+                "fallback, S3 killed for good: 1 queued, dead-lettered after 3 attempts; "
+                "retried once the server was back: applied 1, duplicates 0"
+            )
