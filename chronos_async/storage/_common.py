@@ -11,7 +11,14 @@ from typing import Final
 
 from chronos_async._errors import ClosedError, ValidationError
 
-__all__ = ["MAX_KEY_LENGTH", "Lifecycle", "check_key", "check_prefix", "is_valid_key"]
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "Lifecycle",
+    "check_key",
+    "check_prefix",
+    "check_span",
+    "is_valid_key",
+]
 
 #: S3's limit on key length (bytes; keys are ASCII here, so also characters).
 MAX_KEY_LENGTH: Final = 1024
@@ -63,6 +70,13 @@ def check_key(key: object) -> str:
     for segment in key.split("/"):
         _check_segment(segment, key, what="object key")
     return key
+
+
+def check_span(offset: object, length: object) -> None:
+    """Validate a byte range: a non-negative ``offset`` and a positive ``length`` (ints)."""
+    for value, name, low in ((offset, "offset", 0), (length, "length", 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValidationError(f"{name} must be an integer of at least {low}")
 
 
 def is_valid_key(key: str) -> bool:

@@ -76,6 +76,13 @@ class DeadlineStore:
         """:meth:`BlobStore.get`, bounded."""
         return await self._bounded(self.inner.get(key, role=role), f"get of {key!r}")
 
+    async def get_range(self, key: str, *, offset: int, length: int, role: Role = "json") -> bytes:
+        """:meth:`BlobStore.get_range`, bounded."""
+        return await self._bounded(
+            self.inner.get_range(key, offset=offset, length=length, role=role),
+            f"ranged get of {key!r}",
+        )
+
     async def delete(self, keys: builtins.list[str], *, role: Role = "json") -> None:
         """:meth:`BlobStore.delete`, bounded."""
         await self._bounded(self.inner.delete(keys, role=role), f"delete of {len(keys)} key(s)")

@@ -16,7 +16,7 @@ import os
 import secrets
 import stat
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 from chronos_async._errors import StorageError
 
@@ -155,11 +155,12 @@ def write_file(folder: Path, key: str, body: bytes) -> None:
         os.close(parent)
 
 
-def read_file(folder: Path, key: str) -> bytes | None:
-    """The bytes stored under ``key``; ``None`` when there is no such file."""
+def read_file(folder: Path, key: str, span: tuple[int, int] | None = None) -> bytes | None:
+    """The bytes stored under ``key`` (only ``length`` bytes from ``offset`` when ``span``
+    is ``(offset, length)``); ``None`` when there is no such file."""
     *dirs, name = key.split("/")
     if not _AT_CALLS:
-        return _read_by_path(folder, key)
+        return _read_by_path(folder, key, span)
     try:
         parent = _walk_at(folder, dirs, key, create=False)
     except (FileNotFoundError, NotADirectoryError):
@@ -177,9 +178,17 @@ def read_file(folder: Path, key: str) -> bytes | None:
             os.close(fd)
             return None
         with open(fd, "rb") as file:
-            return file.read()
+            return _read_span(file, span)
     finally:
         os.close(parent)
+
+
+def _read_span(file: BinaryIO, span: tuple[int, int] | None) -> bytes:
+    if span is None:
+        return file.read()
+    offset, length = span
+    file.seek(offset)
+    return file.read(length)
 
 
 def delete_files(folder: Path, keys: list[str]) -> None:
@@ -242,12 +251,12 @@ def _write_by_path(
     fsync_dir(parent)
 
 
-def _read_by_path(folder: Path, key: str) -> bytes | None:
+def _read_by_path(folder: Path, key: str, span: tuple[int, int] | None) -> bytes | None:
     path = folder.joinpath(*key.split("/"))
     _check_inside(path, folder, key)
     try:
         with open(path, "rb") as file:
-            return file.read()
+            return _read_span(file, span)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
 

@@ -80,6 +80,13 @@ class BlobStore(Protocol):
         """The bytes stored under ``key``."""
         ...
 
+    async def get_range(self, key: str, *, offset: int, length: int, role: Role = "json") -> bytes:
+        """``length`` bytes of the object ``key`` from ``offset`` (a ranged GET).
+
+        Fewer bytes come back when the object is shorter; callers verify what they read.
+        """
+        ...
+
     async def delete(self, keys: list[str], *, role: Role = "json") -> None:
         """Remove ``keys``; keys that do not exist are ignored."""
         ...

@@ -21,7 +21,13 @@ from typing import Final, TypeVar
 import anyio.to_thread
 
 from chronos_async._errors import StorageError, ValidationError
-from chronos_async.storage._common import Lifecycle, check_key, check_prefix, is_valid_key
+from chronos_async.storage._common import (
+    Lifecycle,
+    check_key,
+    check_prefix,
+    check_span,
+    is_valid_key,
+)
 from chronos_async.storage._files import TMP_MARK, delete_files, read_file, write_file
 from chronos_async.storage._protocol import BlobInfo, BlobMissingError, Role
 
@@ -135,6 +141,18 @@ class LocalBlobStore:
         folder = self._folder(role)
         check_key(key)
         found = await self._run(functools.partial(read_file, folder, key), "get", role, key)
+        if found is None:
+            raise BlobMissingError(role, key)
+        return found
+
+    async def get_range(self, key: str, *, offset: int, length: int, role: Role = "json") -> bytes:
+        """``length`` bytes of ``key`` from ``offset`` (:class:`BlobMissingError` if none)."""
+        folder = self._folder(role)
+        check_key(key)
+        check_span(offset, length)
+        found = await self._run(
+            functools.partial(read_file, folder, key, (offset, length)), "get", role, key
+        )
         if found is None:
             raise BlobMissingError(role, key)
         return found

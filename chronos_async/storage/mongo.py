@@ -26,7 +26,7 @@ from pymongo.errors import (
 )
 
 from chronos_async._errors import StorageError, ValidationError
-from chronos_async.storage._common import Lifecycle, check_key, check_prefix
+from chronos_async.storage._common import Lifecycle, check_key, check_prefix, check_span
 from chronos_async.storage._protocol import BlobInfo, BlobMissingError, Role
 
 __all__ = ["MongoBlobStore"]
@@ -158,6 +158,12 @@ class MongoBlobStore:
         # Real MongoDB returns subtype-0 Binary as bytes; nx-27017 returns bytes for every
         # subtype. bytes() covers both (and a Binary subclass) without copying twice.
         return bytes(found["body"])
+
+    async def get_range(self, key: str, *, offset: int, length: int, role: Role = "json") -> bytes:
+        """``length`` bytes of ``key`` from ``offset`` (the document is read whole)."""
+        check_span(offset, length)
+        body = await self.get(key, role=role)
+        return body[offset : offset + length]
 
     async def delete(self, keys: builtins.list[str], *, role: Role = "json") -> None:
         """Remove ``keys`` (``delete_many`` with 1000 ids per call); missing keys are ignored."""

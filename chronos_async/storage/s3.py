@@ -29,7 +29,13 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from chronos_async._config import SpacesConnection
 from chronos_async._errors import StorageError, ValidationError
-from chronos_async.storage._common import Lifecycle, check_key, check_prefix, is_valid_key
+from chronos_async.storage._common import (
+    Lifecycle,
+    check_key,
+    check_prefix,
+    check_span,
+    is_valid_key,
+)
 from chronos_async.storage._protocol import BlobInfo, BlobMissingError, Role
 
 __all__ = ["S3BlobStore"]
@@ -245,6 +251,24 @@ class S3BlobStore:
         with self._errors("GetObject", role, key):
             try:
                 response = await client.get_object(Bucket=bucket, Key=full)
+            except ClientError as exc:
+                if _code(exc) in _MISSING_CODES:
+                    raise BlobMissingError(role, key) from None
+                raise
+            async with response["Body"] as stream:
+                data: bytes = await stream.read()
+                return data
+
+    async def get_range(self, key: str, *, offset: int, length: int, role: Role = "json") -> bytes:
+        """``length`` bytes of ``key`` from ``offset``: one GetObject with a Range header."""
+        client, bucket = self._open(role)
+        full = self._prefix + check_key(key)
+        check_span(offset, length)
+        with self._errors("GetObject (range)", role, key):
+            try:
+                response = await client.get_object(
+                    Bucket=bucket, Key=full, Range=f"bytes={offset}-{offset + length - 1}"
+                )
             except ClientError as exc:
                 if _code(exc) in _MISSING_CODES:
                     raise BlobMissingError(role, key) from None
