@@ -79,6 +79,10 @@ class SpacesConnection(Section):
     force_path_style: bool = True
     #: An optional prefix prepended to every object key of this connection.
     key_prefix: str = ""
+    #: The S3 client: ``"obstore"`` (Rust's object_store; about a fifth of aioboto3's
+    #: CPU per request) or ``"aioboto3"``. Both store the same objects and metadata, so
+    #: the choice can change at any time; see ``docs/`` or the README for the numbers.
+    client: Literal["aioboto3", "obstore"] = "obstore"
 
     @field_validator("endpoint")
     @classmethod

@@ -12,7 +12,6 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import aioboto3
 import aiohttp
@@ -37,49 +36,24 @@ from chronos_async.storage._common import (
     is_valid_key,
 )
 from chronos_async.storage._protocol import BlobInfo, BlobMissingError, Role
+from chronos_async.storage._s3_common import (
+    DELETE_BATCH,
+    buckets_of,
+    check_ttl,
+    key_prefix_of,
+    retryable_status,
+    s3_identity,
+    scrub,
+    secrets_of,
+)
 
 __all__ = ["S3BlobStore"]
 
 #: S3 accepts at most 1000 keys per DeleteObjects call and per listing page.
-_DELETE_BATCH: Final = 1000
+_DELETE_BATCH: Final = DELETE_BATCH
 _MAX_PAGE: Final = 1000
-#: SigV4 presigned URLs live at most 7 days.
-_MAX_PRESIGN_SECONDS: Final = 7 * 24 * 3600
-#: Error codes that mean "try again later" even when the HTTP status is a 4xx.
-_RETRYABLE_CODES: Final = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestThrottled",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "RequestTimeout",
-        "InternalError",
-        "ServiceUnavailable",
-        # AWS: another conditional write to the same key is in flight.
-        "ConditionalRequestConflict",
-        "OperationAborted",
-    }
-)
 _MISSING_CODES: Final = frozenset({"NoSuchKey", "404", "NotFound"})
 _EXISTS_CODES: Final = frozenset({"PreconditionFailed", "412"})
-
-
-def _normal_endpoint(endpoint: str) -> str:
-    """``endpoint`` with scheme and host lower-cased and the port explicit."""
-    parts = urlsplit(endpoint)
-    try:
-        port = parts.port
-    except ValueError:  # an invalid port: keep the text as it is
-        return endpoint
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:  # an IPv6 literal
-        host = f"[{host}]"
-    port = port if port is not None else (443 if scheme == "https" else 80)
-    return f"{scheme}://{host}:{port}{parts.path.rstrip('/')}"
 
 
 def _code(exc: ClientError) -> str:
@@ -133,12 +107,8 @@ class S3BlobStore:
         if max_attempts < 1:
             raise ValidationError(f"max_attempts must be at least 1, got {max_attempts}")
         self._conn = conn
-        self._buckets: dict[Role, str] = {
-            "json": conn.json_bucket,
-            "content": conn.content_bucket,
-            "backups": conn.backups_bucket,
-        }
-        self._prefix = f"{conn.key_prefix}/" if conn.key_prefix else ""
+        self._buckets = buckets_of(conn)
+        self._prefix = key_prefix_of(conn)
         self._page_size = list_page_size
         self._config = AioConfig(
             region_name=conn.region,
@@ -153,9 +123,7 @@ class S3BlobStore:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        self._secrets = tuple(
-            s for s in (conn.access_key.get_secret_value(), conn.secret_key.get_secret_value()) if s
-        )
+        self._secrets = secrets_of(conn)
         self._client: Any = None
         self._stack: AsyncExitStack | None = None
         self._life = Lifecycle("S3 blob store")
@@ -169,9 +137,11 @@ class S3BlobStore:
         """``s3:<endpoint>|<json bucket>|<key prefix>``: the payloads this store can see.
 
         Scheme and host are lower-cased and the default port is made explicit, so two
-        spellings of one endpoint agree; credentials and region play no part.
+        spellings of one endpoint agree; credentials and region play no part. A store
+        of the other client (:class:`~chronos_async.storage.ObstoreBlobStore`) on the
+        same connection has the same identity.
         """
-        return f"s3:{_normal_endpoint(self._conn.endpoint)}|{self._buckets['json']}|{self._prefix}"
+        return s3_identity(self._conn)
 
     async def __aenter__(self) -> S3BlobStore:
         """Open the long-lived S3 client (no request is sent; see :meth:`ping`)."""
@@ -297,7 +267,7 @@ class S3BlobStore:
                         f"S3 DeleteObjects in the {role} store failed for {len(failed)} "
                         f"key(s), first {first!r}: {code} {failed[0].get('Message', '')}"
                     ),
-                    retryable=code in _RETRYABLE_CODES,
+                    retryable=retryable_status(None, code),
                 )
 
     async def list(self, prefix: str, *, role: Role = "json") -> AsyncIterator[BlobInfo]:
@@ -338,11 +308,7 @@ class S3BlobStore:
         """
         client, bucket = self._open(role)
         full = self._prefix + check_key(key)
-        if not 1 <= ttl_seconds <= _MAX_PRESIGN_SECONDS:
-            raise ValidationError(
-                f"ttl_seconds must be 1-{_MAX_PRESIGN_SECONDS} for a presigned URL, "
-                f"got {ttl_seconds}"
-            )
+        check_ttl(ttl_seconds)
         with self._errors("presign GetObject", role, key):
             url: str = await client.generate_presigned_url(
                 "get_object", Params={"Bucket": bucket, "Key": full}, ExpiresIn=ttl_seconds
@@ -365,9 +331,7 @@ class S3BlobStore:
             raise ValidationError(f"unknown store role {role!r}") from None
 
     def _scrub(self, message: str) -> str:
-        for secret in self._secrets:
-            message = message.replace(secret, "***")
-        return message
+        return scrub(message, self._secrets)
 
     @contextlib.contextmanager
     def _errors(self, op: str, role: Role | None, key: str | None) -> Iterator[None]:
@@ -384,9 +348,7 @@ class S3BlobStore:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             code = _code(exc)
             detail = f": {error['Message']}" if error.get("Message") else ""
-            retryable = code in _RETRYABLE_CODES or (
-                isinstance(status, int) and (status >= 500 or status in (408, 429))
-            )
+            retryable = retryable_status(status if isinstance(status, int) else None, code)
             raise StorageError(
                 self._scrub(f"S3 {op}{where} failed: {code} (HTTP {status}){detail}"),
                 retryable=retryable,

@@ -10,7 +10,13 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from chronos_async import SpacesConnection
-from chronos_async.storage import BlobStore, LocalBlobStore, MongoBlobStore, S3BlobStore
+from chronos_async.storage import (
+    BlobStore,
+    LocalBlobStore,
+    MongoBlobStore,
+    ObstoreBlobStore,
+    S3BlobStore,
+)
 
 PAYLOAD_COLLECTION = "payloads"
 
@@ -50,16 +56,21 @@ async def mongo_client(mongo_uri: str, db_name: str) -> AsyncIterator[AsyncMongo
             await client.close()
 
 
-@pytest.fixture(params=["local", "mongo", "s3"])
+@pytest.fixture(params=["local", "mongo", "s3", "s3-obstore"])
 def unopened_store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
-    """A store of each kind, not yet opened (server fixtures are requested only as needed)."""
+    """A store of each kind, not yet opened (server fixtures are requested only as needed).
+
+    S3 runs twice: through aioboto3 (``s3``) and through obstore (``s3-obstore``).
+    """
     if request.param == "local":
         return LocalBlobStore(tmp_path / "blobs")
     if request.param == "mongo":
         client = request.getfixturevalue("mongo_client")
         return MongoBlobStore(client, request.getfixturevalue("db_name"), PAYLOAD_COLLECTION)
     make_conn = request.getfixturevalue("make_conn")
-    # A small page size makes the 30-key listing tests cross several pages.
+    # A small page (or chunk) size makes the 30-key listing tests cross several pages.
+    if request.param == "s3-obstore":
+        return ObstoreBlobStore(make_conn(), list_chunk_size=7)
     return S3BlobStore(make_conn(), list_page_size=7)
 
 

@@ -1,4 +1,7 @@
-"""The BlobStore contract, run against every backend (local folder, MongoDB, S3)."""
+"""The BlobStore contract, run against every backend (local folder, MongoDB, S3 twice).
+
+S3 runs through both clients, aioboto3 (``S3BlobStore``) and obstore (``ObstoreBlobStore``).
+"""
 
 from __future__ import annotations
 
@@ -19,9 +22,10 @@ from chronos_async.storage import (
     BlobStore,
     LocalBlobStore,
     MongoBlobStore,
+    ObstoreBlobStore,
     S3BlobStore,
 )
-from chronos_async.storage.s3 import _normal_endpoint
+from chronos_async.storage._s3_common import normal_endpoint
 
 
 def sha(body: bytes) -> str:
@@ -230,7 +234,7 @@ def test_identity_names_the_place_without_secrets(store: BlobStore) -> None:
     identity = store.identity
     assert isinstance(identity, str) and identity.startswith(f"{store.kind}:")
     assert store.identity == identity  # stable
-    if isinstance(store, S3BlobStore):
+    if isinstance(store, (S3BlobStore, ObstoreBlobStore)):
         conn = store._conn
         for secret in (conn.access_key.get_secret_value(), conn.secret_key.get_secret_value()):
             assert secret not in identity
@@ -266,6 +270,10 @@ def test_s3_identity_is_endpoint_bucket_and_prefix(
     assert S3BlobStore(make_conn(key_prefix="")).identity != base
     assert S3BlobStore(make_conn(json_bucket="another-bucket")).identity != base
     assert S3BlobStore(make_conn(content_bucket="another-bucket")).identity == base  # json only
+    # Either client: one bucket and prefix are one place, whichever client reaches it.
+    assert ObstoreBlobStore(make_conn()).identity == base
+    assert ObstoreBlobStore(make_conn(client="aioboto3", region="eu-west-1")).identity == base
+    assert ObstoreBlobStore(make_conn(key_prefix="elsewhere")).identity != base
 
 
 @pytest.mark.parametrize(
@@ -279,7 +287,7 @@ def test_s3_identity_is_endpoint_bucket_and_prefix(
     ],
 )
 def test_s3_endpoints_are_compared_by_scheme_host_port_path(endpoint: str, normal: str) -> None:
-    assert _normal_endpoint(endpoint) == normal
+    assert normal_endpoint(endpoint) == normal
 
 
 async def test_mongo_identity_is_deployment_and_collection() -> None:

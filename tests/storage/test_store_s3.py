@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import socket
-from collections.abc import Callable
 from typing import Any
 
 import aioboto3
-import aiohttp
 import pytest
 
-from chronos_async import SpacesConnection, StorageError, ValidationError
+from chronos_async import StorageError, ValidationError
 from chronos_async.storage import S3BlobStore
 from chronos_async.storage import s3 as s3_module
-
-ConnFactory = Callable[..., SpacesConnection]
-
-
-def sha(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
-
-
-async def fetch(url: str) -> tuple[int, bytes]:
-    async with aiohttp.ClientSession() as http, http.get(url) as response:
-        return response.status, await response.read()
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+from tests.storage.s3_support import ConnFactory, closed_port, fetch, sha
 
 
 async def test_presigned_url_fetches_exact_bytes(make_conn: ConnFactory) -> None:
