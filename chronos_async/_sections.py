@@ -245,10 +245,22 @@ class IdempotencyConfig(Section):
 
 
 class WriteOptimizationConfig(Section):
-    """Batching of payload PUTs and debouncing of counter updates (0 disables)."""
+    """Group commit of small payloads into pack objects (``batch_s3``; every store kind).
+
+    A payload that finds its collection idle (no upload running, no pack forming) is
+    sent at once, alone: an idle store adds no wait. Payloads that arrive while an
+    upload runs gather in one pack, which goes once its first payload waited
+    ``batch_window_ms`` (the most a write waits), or at once at ``batch_max_count``
+    payloads or ``batch_max_bytes``. Payloads above ``batch_member_max_bytes`` are
+    always stored alone. (``debounce_counters_ms``
+    and ``allow_shadow_skip`` are accepted for configs of the original; they do nothing.)
+    """
 
     batch_s3: bool = False
-    batch_window_ms: int = Field(default=0, ge=0)
+    batch_window_ms: int = Field(default=25, ge=0)
+    batch_max_count: int = Field(default=256, ge=2)
+    batch_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    batch_member_max_bytes: int = Field(default=256 * 1024, ge=1)
     debounce_counters_ms: int = Field(default=0, ge=0)
     allow_shadow_skip: bool = False
 
