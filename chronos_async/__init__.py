@@ -12,7 +12,7 @@ storage (or a local folder, or MongoDB itself)::
 """
 
 from chronos_async._admin import Admin, BackendHealth, HealthReport
-from chronos_async._client import Backend, Chronos
+from chronos_async._client import Backend, Chronos, ChronosStats
 from chronos_async._collection import Collection
 from chronos_async._config import ChronosConfig, SpacesConnection
 from chronos_async._errors import (
@@ -41,6 +41,7 @@ from chronos_async._reconcile import ReconcileReport
 from chronos_async._restore import RestoreReport
 from chronos_async._verify import Problem, VerifyReport
 from chronos_async.fallback import Fallback, FallbackOp, QueuedCollection, QueuedWrite, QueueStats
+from chronos_async.storage._batcher import PackStats
 
 __version__ = "0.1.0"
 
@@ -51,6 +52,7 @@ __all__ = [
     "Chronos",
     "ChronosConfig",
     "ChronosError",
+    "ChronosStats",
     "ClosedError",
     "Collection",
     "ConfigError",
@@ -70,6 +72,7 @@ __all__ = [
     "Operation",
     "OperationCancelledError",
     "OperationPendingError",
+    "PackStats",
     "Page",
     "Problem",
     "QueueStats",

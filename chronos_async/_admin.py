@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from chronos_async._errors import ChronosError, ValidationError
 from chronos_async._keys import validate_collection, validate_db
-from chronos_async._reconcile import ReconcileReport, fix_collection, referenced_keys
+from chronos_async._pack_admin import pack_settle_us
+from chronos_async._reconcile import (
+    Compaction,
+    ReconcileReport,
+    fix_collection,
+    referenced_keys,
+)
 from chronos_async._rollforward import settle_age_us
 from chronos_async._verify import (
     CollectionScan,
@@ -21,6 +27,7 @@ from chronos_async._verify import (
     scan_collection,
 )
 from chronos_async.meta import RecordRepo, mongo_errors
+from chronos_async.storage import BlobStore
 
 if TYPE_CHECKING:
     from chronos_async._client import Backend, Chronos
@@ -30,6 +37,8 @@ __all__ = ["Admin", "BackendHealth", "HealthReport"]
 _SYSTEM_DBS = frozenset({"admin", "local", "config"})
 #: Orphan payloads younger than this are assumed to belong to writes in flight.
 DEFAULT_GRACE_SECONDS = 3600.0
+#: Packs whose live bytes are less than this share of them are rewritten by reconcile.
+DEFAULT_COMPACT_BELOW = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +62,15 @@ class HealthReport:
 
     ok: bool
     backends: tuple[BackendHealth, ...] = field(default_factory=tuple)
+
+
+def _check_ratio(value: object, name: str) -> float:
+    """A ratio between 0 and 1 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(f"{name} must be a number between 0 and 1")
+    if not 0.0 <= float(value) <= 1.0:  # also refuses nan
+        raise ValidationError(f"{name} must be between 0 and 1, not {float(value)!r}")
+    return float(value)
 
 
 def _check_grace(value: object) -> float:
@@ -154,8 +172,8 @@ class Admin:
         """Which payload keys some version or head of any backend still refers to."""
         clients = [backend.client for backend in self._chronos.backends]
 
-        async def still_referenced(keys: list[str]) -> set[str]:
-            return await referenced_keys(clients, keys)
+        async def still_referenced(store: BlobStore, keys: list[str]) -> set[str]:
+            return await referenced_keys(clients, keys, store=store)
 
         return still_referenced
 
@@ -250,23 +268,38 @@ class Admin:
         collection: str | None = None,
         *,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        compact_below: float = DEFAULT_COMPACT_BELOW,
         progress: VerifyProgress | None = None,
     ) -> ReconcileReport:
-        """:meth:`repair`, then remove orphan payloads older than ``grace_seconds``.
+        """:meth:`repair`, remove orphan payloads older than ``grace_seconds``, compact packs.
 
-        A payload is removed only when no version or head of any backend refers to it:
-        backends that share a payload store are judged together, and every candidate is
-        looked up on every backend once more right before it is deleted.
+        A payload (or pack) is removed only when no version or head of any backend refers
+        to it: backends that share a payload store are judged together, and every
+        candidate is looked up on every backend once more right before it is deleted.
+
+        Packs (``write_optimization.batch_s3``) older than ``grace_seconds`` whose live
+        bytes are less than ``compact_below`` of their size are rewritten with only the
+        payloads some version uses (0 turns compaction off; 1 rewrites every pack with
+        any dead byte).
         """
+        grace = _check_grace(grace_seconds)
+        below = _check_ratio(compact_below, "compact_below")
+        config = self._chronos.config
+        compaction = Compaction(
+            below=below,
+            min_age_seconds=max(grace, pack_settle_us(config) / 1e6),
+            clients=[backend.client for backend in self._chronos.backends],
+        )
         total = ReconcileReport()
         check = self._reference_check()
         for scan in await self._scan(
-            db, collection, check_payloads=False, grace_seconds=grace_seconds, progress=progress
+            db, collection, check_payloads=False, grace_seconds=grace, progress=progress
         ):
             total += await fix_collection(
                 scan,
                 remove_orphans=True,
                 still_referenced=check,
-                settle_create_us=settle_age_us(self._chronos.config, create=True),
+                settle_create_us=settle_age_us(config, create=True),
+                compaction=compaction if below > 0 else None,
             )
         return total

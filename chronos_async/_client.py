@@ -25,9 +25,10 @@ from chronos_async._scope import ItemGates, Scope
 from chronos_async.fallback import Fallback
 from chronos_async.meta import IdemRepo, RecordRepo, open_client, supports_transactions
 from chronos_async.storage import BlobStore
+from chronos_async.storage._batcher import PackStats, PackWriter
 from chronos_async.storage._deadline import DeadlineStore
 
-__all__ = ["Backend", "Chronos"]
+__all__ = ["Backend", "Chronos", "ChronosStats"]
 
 log = logging.getLogger("chronos_async")
 _LEVELS = {"VERBOSE": logging.DEBUG, "WARN": logging.WARNING}
@@ -42,6 +43,18 @@ class Backend:
     client: Any
     store: BlobStore
     transactions: bool
+    #: Group commit of payloads into packs (``write_optimization.batch_s3``), or ``None``.
+    packs: PackWriter | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChronosStats:
+    """A snapshot of :meth:`Chronos.stats`."""
+
+    #: Writes started and not finished yet.
+    writes_in_flight: int
+    #: Payloads stored alone and in packs, packs and their bytes, PUTs saved.
+    packs: PackStats
 
 
 class Chronos:
@@ -128,7 +141,11 @@ class Chronos:
         store: BlobStore
         # Imported here: each store pulls in its own client library (aioboto3 is slow to
         # import), and only the configured one is needed.
-        if mode == "s3":
+        if mode == "s3" and cfg.spaces_conns[index].client == "obstore":
+            from chronos_async.storage.s3_obstore import ObstoreBlobStore
+
+            store = ObstoreBlobStore(cfg.spaces_conns[index])
+        elif mode == "s3":
             from chronos_async.storage.s3 import S3BlobStore
 
             store = S3BlobStore(cfg.spaces_conns[index])
@@ -144,8 +161,21 @@ class Chronos:
         store = DeadlineStore(store, cfg.deadlines.store_ms / 1000)
         await self._stack.enter_async_context(store)
         await store.ping()
+        packs = None
+        batching = cfg.write_optimization
+        if batching is not None and batching.batch_s3:
+            # Entered after the store: closed (its uploads awaited) before the store is.
+            packs = await self._stack.enter_async_context(
+                PackWriter(
+                    store,
+                    window_s=batching.batch_window_ms / 1000,
+                    max_count=batching.batch_max_count,
+                    max_bytes=batching.batch_max_bytes,
+                    member_max_bytes=batching.batch_member_max_bytes,
+                )
+            )
         log.info("backend %d ready (transactions=%s, payloads=%s)", index, txn, mode)
-        return Backend(index, self._backend_ids[index], client, store, txn)
+        return Backend(index, self._backend_ids[index], client, store, txn, packs)
 
     async def aclose(self) -> None:
         """Close every client and store; safe to call more than once (and concurrently).
@@ -193,6 +223,21 @@ class Chronos:
         """The open backends, in configuration order."""
         return tuple(self._backends)
 
+    def stats(self) -> ChronosStats:
+        """What this instance is doing and has done: writes in flight, and what the pack
+        writer (``write_optimization.batch_s3``) stored, summed over every backend.
+
+        Example::
+
+            s = chronos.stats()
+            print(s.packs.packs, s.packs.payloads_per_pack, s.packs.puts_saved)
+        """
+        total = PackStats()
+        for backend in self._backends:
+            if backend.packs is not None:
+                total += backend.packs.stats
+        return ChronosStats(writes_in_flight=self._activity.writes_in_flight, packs=total)
+
     # -- handles -----------------------------------------------------------------------
 
     def route(self, *, db: str, collection: str, tenant: str | None = None) -> Backend:
@@ -238,6 +283,10 @@ class Chronos:
             idem_ready=self._once((*key, "idem"), idem.ensure_indexes),
             checkpoints=self.checkpoints,
             activity=self._activity,
+            store_clients=tuple(
+                b.client for b in self._backends if b.store.identity == backend.store.identity
+            ),
+            packs=backend.packs,
         )
         return Collection(scope)
 

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
 from chronos_async._args import check_ov
 from chronos_async._errors import ValidationError, VersionConflictError
-from chronos_async._keys import head_id, validate_id
+from chronos_async._keys import copy_key, head_id, validate_id
 from chronos_async._lease import LeaseKeeper, take_lease
 from chronos_async._models import WriteResult, from_us
-from chronos_async._scope import now_us
+from chronos_async._pack_admin import pack_info, pack_settle_us, rewrite_pack
+from chronos_async._scope import Scope, now_us
 from chronos_async._withdraw import guarded
 from chronos_async._write import Writer, leased_attempt
+from chronos_async.storage import BlobMissingError
 
-__all__ = ["hard_delete"]
+__all__ = ["hard_delete", "remove_from_pack"]
+
+Doc = dict[str, Any]
 
 
 async def hard_delete(writer: Writer, item_id: str, *, expected_ov: int | None) -> WriteResult:
@@ -19,7 +27,8 @@ async def hard_delete(writer: Writer, item_id: str, *, expected_ov: int | None) 
 
     Versions go first so that an interrupted hard delete never leaves a version that a
     later create could mistake for an unfinished one; payloads go last so a reader
-    that still sees the head never finds its payload missing.
+    that still sees the head never finds its payload missing. A payload in a pack is
+    removed by rewriting the pack without it (:func:`remove_from_pack`).
     """
     scope = writer.scope
     if not scope.config.hard_delete_enabled:
@@ -41,21 +50,56 @@ async def hard_delete(writer: Writer, item_id: str, *, expected_ov: int | None) 
             # Only the payloads this record's versions refer to: a store shared with
             # another backend may hold a record with the same id there (orphans of
             # withdrawn attempts are left to reconcile).
-            keys = sorted(
-                {
-                    str(v["key"])
-                    async for v in scope.repo.iter_versions(
-                        scope.t, item_id, max_ov=int(head["ov"])
-                    )
-                }
-                | {str(head["key"])}
-            )
+            docs = [
+                v async for v in scope.repo.iter_versions(scope.t, item_id, max_ov=int(head["ov"]))
+            ]
+            docs.append(head)
+            own, packs = _payload_keys(scope, item_id, docs)
             await scope.repo.delete_versions(scope.t, item_id)
             await scope.repo.delete_head(head_id(scope.tenant, item_id), token)
             attempt.published = True
-            await scope.store.delete(keys)
+            await scope.store.delete(own)
+            for key in packs:
+                await remove_from_pack(scope, key)
             cv = await scope.repo.next_cv(scope.t)
             return WriteResult(id=item_id, ov=int(head["ov"]), cv=cv, at=from_us(now_us()))
 
         async with LeaseKeeper(attempt):
             return await guarded(attempt, body)
+
+
+def _payload_keys(scope: Scope, item_id: str, docs: list[Doc]) -> tuple[list[str], list[str]]:
+    """The record's own payload objects (with the copies made for presigned URLs of its
+    packed payloads), and the packs holding its other payloads."""
+    own: set[str] = set()
+    packs: set[str] = set()
+    for doc in docs:
+        if doc.get("offset") is None:
+            own.add(str(doc["key"]))
+            continue
+        packs.add(str(doc["key"]))
+        ov, sha = int(doc["ov"]), str(doc["sha256"])
+        own.add(copy_key(scope.tenant, scope.db, scope.collection, item_id, ov, sha))
+    return sorted(own), sorted(packs)
+
+
+async def remove_from_pack(scope: Scope, key: str) -> None:
+    """Rewrite pack ``key`` without the payloads nothing refers to any more.
+
+    A pack is rewritten only once settled (:func:`~._pack_admin.pack_settle_us`): for a
+    pack written moments ago this waits until then (at most the settle age), as its
+    other members' writes may not have claimed their versions yet.
+    """
+    try:
+        info = await pack_info(scope.store, key)
+    except BlobMissingError:
+        return  # already rewritten by someone else
+    age_us = (datetime.now(UTC) - info.modified_at).total_seconds() * 1e6
+    wait_us = pack_settle_us(scope.config) - age_us
+    if wait_us > 0:
+        await asyncio.sleep(wait_us / 1e6)
+    databases = [client[scope.db] for client in scope.store_clients]
+    try:
+        await rewrite_pack(scope.store, databases, key, size=info.size)
+    except BlobMissingError:
+        return

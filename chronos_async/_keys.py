@@ -18,7 +18,9 @@ from chronos_async._errors import ValidationError
 __all__ = [
     "NO_TENANT",
     "collection_prefix",
+    "copy_key",
     "head_id",
+    "is_copy_key",
     "item_prefix",
     "new_item_id",
     "new_write_token",
@@ -120,6 +122,28 @@ def payload_key(
 ) -> str:
     """The object key of one version's payload."""
     return f"{item_prefix(tenant, db, collection, item_id)}v{ov}/{token}.json"
+
+
+def copy_key(
+    tenant: str | None, db: str, collection: str, item_id: str, ov: int, sha256: str
+) -> str:
+    """The key of the stand-alone copy of a packed payload (made for a presigned URL).
+
+    It is a payload key whose token is the first 32 hex digits of the payload's sha256,
+    so it is the same for every copy of the same version and is found by its version.
+    """
+    return payload_key(tenant, db, collection, item_id, ov, sha256[:32])
+
+
+def is_copy_key(key: str, version: dict[str, object]) -> bool:
+    """Whether ``key`` is the stand-alone copy of ``version``'s packed payload."""
+    parsed = parse_payload_key(key)
+    return (
+        parsed is not None
+        and version.get("offset") is not None
+        and str(version.get("sha256", "")).startswith(parsed[5])
+        and len(parsed[5]) == 32
+    )
 
 
 def parse_payload_key(key: str) -> tuple[str | None, str, str, str, int, str] | None:

@@ -4,12 +4,46 @@ from __future__ import annotations
 
 from typing import Any
 
-from chronos_async._codec import decode_payload_async
+from chronos_async._codec import decode_payload_async, sha256_hex
 from chronos_async._errors import IntegrityError
+from chronos_async._keys import copy_key
 from chronos_async._scope import Scope
-from chronos_async.storage import BlobMissingError
+from chronos_async.storage import BlobMissingError, BlobStore
 
-__all__ = ["load_data"]
+__all__ = ["load_data", "presign_payload", "read_payload"]
+
+
+async def read_payload(store: BlobStore, doc: dict[str, Any]) -> bytes:
+    """The stored bytes of a version's payload: its own object, or its span of a pack
+    (one ranged GET). Not verified here."""
+    offset = doc.get("offset")
+    if offset is None:
+        return await store.get(doc["key"])
+    return await store.get_range(doc["key"], offset=int(offset), length=int(doc["length"]))
+
+
+async def presign_payload(scope: Scope, doc: dict[str, Any], ttl_seconds: int) -> str:
+    """A presigned URL that serves exactly the payload of ``doc``.
+
+    A packed payload cannot be served by a URL of its pack (a range would have to be
+    sent as a header, which a plain link cannot do): its bytes are copied once, after
+    checking them, to a stand-alone object named after the version and its sha256
+    (:func:`~chronos_async._keys.copy_key`), which is presigned. ``verify`` counts the
+    copy as referenced by its version; it goes when the version goes.
+    """
+    if doc.get("offset") is None:
+        return await scope.store.presign_get(doc["key"], ttl_seconds=ttl_seconds)
+    key = copy_key(
+        scope.tenant, scope.db, scope.collection, doc["id"], int(doc["ov"]), doc["sha256"]
+    )
+    inline = doc.get("inline")
+    body = inline.encode() if isinstance(inline, str) else await read_payload(scope.store, doc)
+    if sha256_hex(body) != doc["sha256"]:
+        raise IntegrityError(
+            f"payload of {scope.where(doc['id'])} ov={doc['ov']} does not match its sha256"
+        )
+    await scope.store.put(key, body, sha256=doc["sha256"])  # the same bytes again: a no-op
+    return await scope.store.presign_get(key, ttl_seconds=ttl_seconds)
 
 
 async def load_data(scope: Scope, doc: dict[str, Any]) -> dict[str, Any]:
@@ -22,7 +56,7 @@ async def load_data(scope: Scope, doc: dict[str, Any]) -> dict[str, Any]:
     body = doc.get("inline")
     if body is None:
         try:
-            body = await scope.store.get(doc["key"])
+            body = await read_payload(scope.store, doc)
         except BlobMissingError:
             raise IntegrityError(f"payload of {where} is missing from the store") from None
     if isinstance(body, str):

@@ -49,12 +49,14 @@ from chronos_async._errors import (
 from chronos_async._keys import head_id, payload_key, version_id
 from chronos_async._rollforward import (
     adopt_create,
+    follow_moved_payload,
     head_from_version,
     publish_claim,
     settle_age_us,
 )
 from chronos_async._scope import Scope, now_us
 from chronos_async.meta import DuplicateKeyError
+from chronos_async.storage._batcher import Location
 
 __all__ = [
     "Attempt",
@@ -69,6 +71,7 @@ __all__ = [
 
 Doc = dict[str, Any]
 T = TypeVar("T")
+S = TypeVar("S")
 log = logging.getLogger("chronos_async.write")
 
 #: Which MongoDB step an attempt is waiting on (see :meth:`Attempt.step`).
@@ -106,6 +109,8 @@ class Attempt:
             self.lease_token = self.token
 
     stored_key: str | None = None
+    #: Where the payload went when the pack writer stored it.
+    location: Location | None = None
     claimed_vid: str | None = None
     published: bool = False
     #: A claim or head write whose reply the (cancelled) caller stopped waiting for.
@@ -129,7 +134,7 @@ class Attempt:
                 self.inflight, self.inflight_kind = None, None
 
 
-async def _both(first: Awaitable[Any], second: Awaitable[T]) -> T:
+async def _both(first: Awaitable[S], second: Awaitable[T]) -> tuple[S, T]:
     """Await two steps concurrently; if one fails, the other is cancelled.
 
     One task (for ``first``) per write rather than a task group with two: this runs on
@@ -142,8 +147,29 @@ async def _both(first: Awaitable[Any], second: Awaitable[T]) -> T:
         side.cancel()
         await asyncio.gather(side, return_exceptions=True)
         raise
-    await side
-    return result
+    return await side, result
+
+
+async def _store_payload(attempt: Attempt, vid: str, key: str, payload: EncodedPayload) -> None:
+    """Store the payload under ``key``, or in a pack (``write_optimization.batch_s3``);
+    the version records where (a packed payload: the pack key, offset and length)."""
+    scope = attempt.scope
+    if scope.packs is None:
+        attempt.stored_key = key
+        await scope.store.put(key, payload.body, sha256=payload.sha256)
+        return
+    location = await scope.packs.put(
+        tenant=scope.tenant,
+        db=scope.db,
+        collection=scope.collection,
+        vid=vid,
+        key=key,
+        body=payload.body,
+        sha256=payload.sha256,
+    )
+    # A pack is shared: a withdrawn member stays in it (reconcile compacts packs).
+    attempt.stored_key = None if location.packed else key
+    attempt.location = location
 
 
 async def publish(
@@ -178,14 +204,20 @@ async def publish(
         key = payload_key(
             scope.tenant, scope.db, scope.collection, attempt.item_id, ov, attempt.token
         )
-        attempt.stored_key = key
-        version.update(key=key, size=payload.size, sha256=payload.sha256)
+        attempt.stored_key = key  # until stored: a cancelled put may still land
+        version.update(size=payload.size, sha256=payload.sha256)
         limit = scope.config.limits.inline_payload_bytes
         # Inline copies are kept as text (canonical JSON is UTF-8): exact round trip, and
         # some wire-compatible servers cannot replace documents that hold binary values.
         version["inline"] = payload.body.decode() if payload.size <= limit else None
-        version["cv"] = await _both(
-            scope.store.put(key, payload.body, sha256=payload.sha256), repo.next_cv(scope.t)
+        _, version["cv"] = await _both(
+            _store_payload(attempt, version["_id"], key, payload), repo.next_cv(scope.t)
+        )
+        where = attempt.location
+        version.update(
+            key=where.key if where is not None else key,
+            offset=where.offset if where is not None else None,
+            length=where.length if where is not None else None,
         )
     else:
         version["cv"] = await repo.next_cv(scope.t)
@@ -208,6 +240,8 @@ async def publish(
     except StorageError as exc:
         attempt.claim_in_doubt = exc.retryable  # a timeout: it may still land
         raise
+    if payload is None:
+        await follow_moved_payload(repo, scope.tenant, version)  # a pack rewrite moved it?
     await scope.reach("claimed", attempt.item_id, ov, op)
     # The commit time: read after the claim exists (readers that start later wait for a
     # young claim), and the head must move within half the commit window of the claim.

@@ -30,7 +30,7 @@ from chronos_async._filters import (
 from chronos_async._keys import head_id, validate_id, version_id
 from chronos_async._meta import project
 from chronos_async._models import Item, Page, from_us, to_us
-from chronos_async._payloads import load_data
+from chronos_async._payloads import load_data, presign_payload
 from chronos_async._scope import Scope, now_us
 
 __all__ = ["Reader", "parse_at", "pause_for_claim"]
@@ -83,9 +83,7 @@ class Reader:
         data = project(await load_data(self.scope, doc), projection)
         urls: dict[str, str] = {}
         if presign:
-            urls["payload"] = await self.scope.store.presign_get(
-                doc["key"], ttl_seconds=ttl_seconds
-            )
+            urls["payload"] = await presign_payload(self.scope, doc, ttl_seconds)
         deleted_us = doc.get("deleted_us")
         return Item(
             id=doc["id"],

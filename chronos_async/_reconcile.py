@@ -22,29 +22,43 @@ ids the key itself names:
 
 Both are ``_id`` lookups, batched (``$in``, :data:`LOOKUP_BATCH` ids per query), never a
 collection scan. A key that is not a payload key cannot be looked up and is never removed.
+
+- the stand-alone copy of a packed payload (made for a presigned URL) is a payload key
+  whose token is the start of the payload's sha256: it is in use while version
+  ``<tenant>/<id>/<ov>`` exists with that sha256 (:func:`~._keys.is_copy_key`);
+- a pack is in use while any version or head points into it: its trailer names the
+  records it holds, whose versions and heads are looked up by index
+  (:func:`~._pack_admin.pack_referrers`). A pack whose trailer cannot be read is kept.
+
+Compaction (``compact_below``): a settled pack whose live bytes are a smaller share of it
+than ``compact_below`` is rewritten with only its live members (:mod:`._pack_admin`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-from chronos_async._errors import ValidationError
+from chronos_async._errors import IntegrityError, ValidationError
 from chronos_async._keys import (
     NO_TENANT,
     head_id,
+    is_copy_key,
     parse_payload_key,
     validate_collection,
     validate_db,
     version_id,
 )
+from chronos_async._pack_admin import pack_members, pack_referrers, rewrite_pack
 from chronos_async._rollforward import adopt_create, publish_claim
 from chronos_async._verify import CollectionScan, ReferenceCheck
 from chronos_async.meta import mongo_errors
+from chronos_async.storage import BlobMissingError, BlobStore
+from chronos_async.storage._packs import is_pack_key, pack_collection
 
-__all__ = ["LOOKUP_BATCH", "ReconcileReport", "fix_collection", "referenced_keys"]
+__all__ = ["LOOKUP_BATCH", "Compaction", "ReconcileReport", "fix_collection", "referenced_keys"]
 
 _DELETE_BATCH = 500
 #: Ids per ``$in`` query of the reference check.
@@ -58,12 +72,13 @@ class ReconcileReport:
     rolled_forward: int = 0
     adopted_creates: int = 0
     orphans_removed: int = 0
+    #: Packs rewritten with only their live members, and the bytes that freed.
+    packs_compacted: int = 0
+    pack_bytes_reclaimed: int = 0
 
     def __add__(self, other: ReconcileReport) -> ReconcileReport:
         return ReconcileReport(
-            self.rolled_forward + other.rolled_forward,
-            self.adopted_creates + other.adopted_creates,
-            self.orphans_removed + other.orphans_removed,
+            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(self))
         )
 
 
@@ -72,12 +87,17 @@ def _tenant(t: str) -> str | None:
 
 
 async def referenced_keys(
-    clients: Sequence[Any], keys: Sequence[str], *, batch: int = LOOKUP_BATCH
+    clients: Sequence[Any],
+    keys: Sequence[str],
+    *,
+    store: BlobStore | None = None,
+    batch: int = LOOKUP_BATCH,
 ) -> set[str]:
     """The keys of ``keys`` that a version or head on any of ``clients`` refers to.
 
     Keys that are not payload keys (or name an invalid database or collection) are
-    returned as well: nothing can prove them unreferenced. Raises
+    returned as well: nothing can prove them unreferenced; so are pack keys when no
+    ``store`` (the one holding them) is given to read their trailers from. Raises
     :class:`~chronos_async.StorageError` when a backend does not answer, so a caller
     that deletes what is not returned deletes nothing then.
 
@@ -90,6 +110,10 @@ async def referenced_keys(
     # (db, collection) -> [(key, version _id, head _id)]
     lookups: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
     for key in keys:
+        if is_pack_key(key):
+            if store is None or await _pack_in_use(clients, store, key):
+                kept.add(key)
+            continue
         parsed = parse_payload_key(key)
         if parsed is None:
             kept.add(key)
@@ -119,21 +143,52 @@ async def _referenced_in(
     """The keys of ``chunk`` that this database's versions or heads refer to."""
     vids = [vid for _, vid, _ in chunk]
     hids = sorted({hid for _, _, hid in chunk})
-    only_key = {"key": 1}
+    shape = {"key": 1, "offset": 1, "sha256": 1}
     with mongo_errors("payload reference check"):
         versions = {
-            doc["_id"]: doc.get("key")
+            doc["_id"]: doc
             async for doc in database[f"{collection}_ver"].find(
-                {"_id": {"$in": vids}}, projection=only_key
+                {"_id": {"$in": vids}}, projection=shape
             )
         }
         heads = {
             doc["_id"]: doc.get("key")
             async for doc in database[f"{collection}_head"].find(
-                {"_id": {"$in": hids}}, projection=only_key
+                {"_id": {"$in": hids}}, projection={"key": 1}
             )
         }
-    return {key for key, vid, hid in chunk if versions.get(vid) == key or heads.get(hid) == key}
+
+    def used(key: str, vid: str, hid: str) -> bool:
+        version = versions.get(vid)
+        if version is not None and (version.get("key") == key or is_copy_key(key, version)):
+            return True
+        return heads.get(hid) == key
+
+    return {key for key, vid, hid in chunk if used(key, vid, hid)}
+
+
+async def _pack_in_use(clients: Sequence[Any], store: BlobStore, key: str) -> bool:
+    """Whether any version or head on ``clients`` points into pack ``key`` of ``store``."""
+    where = pack_collection(key)
+    assert where is not None
+    try:
+        members = await pack_members(store, key)
+    except BlobMissingError:
+        return False  # gone already: deleting it again is harmless
+    except IntegrityError:
+        return True  # unreadable trailer: nothing proves it unused
+    return bool(await pack_referrers([client[where[1]] for client in clients], key, members))
+
+
+@dataclass(frozen=True, slots=True)
+class Compaction:
+    """Which packs reconcile rewrites: settled ones (older than ``min_age_seconds``)
+    whose live bytes are below ``below`` of their size; ``clients`` are every backend's
+    MongoDB client (where versions pointing into a pack may live)."""
+
+    below: float
+    min_age_seconds: float
+    clients: Sequence[Any]
 
 
 async def fix_collection(
@@ -142,8 +197,10 @@ async def fix_collection(
     remove_orphans: bool,
     still_referenced: ReferenceCheck,
     settle_create_us: int,
+    compaction: Compaction | None = None,
 ) -> ReconcileReport:
-    """Act on one collection's scan: publish stuck versions, optionally drop orphans.
+    """Act on one collection's scan: publish stuck versions, optionally drop orphans
+    and compact sparse packs.
 
     Stuck claims and orphaned creations are published with a new commit time (see
     :mod:`._rollforward`); a creation is adopted only when its claim is older than
@@ -165,9 +222,29 @@ async def fix_collection(
         for store, keys in scan.orphans:
             for start in range(0, len(keys), _DELETE_BATCH):
                 batch = keys[start : start + _DELETE_BATCH]
-                kept = await still_referenced(batch)
+                kept = await still_referenced(store, batch)
                 doomed = [key for key in batch if key not in kept]
                 if doomed:
                     await store.delete(doomed)
                     removed += len(doomed)
-    return ReconcileReport(rolled, adopted, removed)
+    report = ReconcileReport(rolled, adopted, removed)
+    if compaction is not None:
+        report += await _compact(scan, compaction)
+    return report
+
+
+async def _compact(scan: CollectionScan, compaction: Compaction) -> ReconcileReport:
+    """Rewrite the settled packs of ``scan`` whose live share is below the threshold."""
+    compacted = reclaimed = 0
+    databases = [client[scan.db] for client in compaction.clients]
+    for use in scan.packs:
+        if use.age_seconds < compaction.min_age_seconds or use.live_ratio >= compaction.below:
+            continue
+        try:
+            done = await rewrite_pack(use.store, databases, use.key, size=use.size)
+        except BlobMissingError:
+            continue  # rewritten meanwhile by someone else
+        if done.old_removed:
+            compacted += 1
+            reclaimed += use.size - use.live_bytes
+    return ReconcileReport(packs_compacted=compacted, pack_bytes_reclaimed=reclaimed)

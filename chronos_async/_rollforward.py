@@ -16,12 +16,58 @@ from chronos_async._keys import head_id, version_id
 from chronos_async._scope import now_us
 from chronos_async.meta import DuplicateKeyError, RecordRepo
 
-__all__ = ["adopt_create", "head_from_version", "publish_claim", "settle_age_us"]
+__all__ = [
+    "adopt_create",
+    "follow_moved_payload",
+    "head_from_version",
+    "publish_claim",
+    "settle_age_us",
+]
 
 Doc = dict[str, Any]
 #: Version fields a head does not mirror. Heads keep ``token`` (the write attempt that
 #: published them): a writer whose reply was lost can tell whether its head move landed.
-_VERSION_ONLY = ("_id", "function_id", "fence", "claim_us", "prev_at", "idem", "idem_fp")
+_VERSION_ONLY = (
+    "_id",
+    "function_id",
+    "fence",
+    "claim_us",
+    "prev_at",
+    "idem",
+    "idem_fp",
+    "payload_ov",
+)
+
+
+async def follow_moved_payload(repo: RecordRepo, tenant: str | None, version: Doc) -> Doc:
+    """Point an unpublished claim that reuses a packed payload at where it lies now.
+
+    A delete or restore copies the payload location of version ``payload_ov`` of its
+    record. If a pack rewrite (compaction, or a hard delete of a pack-mate) moved that
+    payload after the copy was made, the old pack may be gone once the rewrite saw no
+    claim pointing into it. So after claiming, and before publishing, the claim is moved
+    to the source's current place (``version`` is updated; it is returned). Linearizable:
+    a rewrite repoints the source before its last reference check, and this reads the
+    source after the claim exists, so either the rewrite saw the claim (and keeps the
+    pack) or this sees the new place.
+    """
+    src_ov, offset = version.get("payload_ov"), version.get("offset")
+    if src_ov is None or offset is None:
+        return version
+    source = await repo.find_version(version_id(tenant, str(version["id"]), int(src_ov)))
+    if source is None or (source.get("key"), source.get("offset")) == (version["key"], offset):
+        return version
+    if source.get("offset") is None or source.get("sha256") != version.get("sha256"):
+        return version  # not the same payload any more: nothing to follow
+    old = (str(version["key"]), int(offset))
+    new = (str(source["key"]), int(source["offset"]))
+    if not await repo.repoint_payload("ver", str(version["_id"]), old, new):
+        # Someone else (the claim's writer, or a roll-forward) moved it first.
+        fresh = await repo.find_version(str(version["_id"])) or {}
+        version.update({k: fresh.get(k, version.get(k)) for k in ("key", "offset", "length")})
+        return version
+    version.update(key=new[0], offset=new[1], length=source.get("length"))
+    return version
 
 
 def head_from_version(version: Doc, hid: str, at: int) -> Doc:
@@ -87,6 +133,7 @@ async def publish_claim(
     pending = await repo.find_version(version_id(tenant, item_id, head_ov + 1))
     if pending is None:
         return False
+    pending = await follow_moved_payload(repo, tenant, pending)
     hid = head_id(tenant, item_id)
     at = max(now_us(), int(pending["prev_at"]) + 1, int(pending.get("claim_us") or 0) + 1)
     head = head_from_version(pending, hid, at)

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from chronos_async._activity import Activity
 from chronos_async._checkpoints import CheckpointInfo, Checkpoints, Point
@@ -15,6 +16,7 @@ from chronos_async._keys import NO_TENANT
 from chronos_async._sections import CollectionMap
 from chronos_async.meta import IdemRepo, RecordRepo
 from chronos_async.storage import BlobStore
+from chronos_async.storage._batcher import PackWriter
 
 __all__ = ["ItemGates", "Scope", "now_us"]
 
@@ -78,6 +80,11 @@ class Scope:
     checkpoints: Checkpoints
     #: The instance's writes in flight and their clean-ups (bounded close).
     activity: Activity
+    #: The MongoDB clients of every backend sharing ``store`` (this one included): where
+    #: versions that may point into a pack of ``store`` live.
+    store_clients: tuple[Any, ...]
+    #: Group commit of small payloads into packs (``write_optimization.batch_s3``).
+    packs: PackWriter | None = None
 
     async def reach(self, point: Point, item_id: str, ov: int, op: str) -> None:
         """Pass checkpoint ``point`` of a write (a no-op unless a hook is installed)."""

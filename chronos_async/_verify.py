@@ -48,6 +48,7 @@ from chronos_async._verify_store import (
     check_stored,
     confirm_orphans,
     list_payloads,
+    pack_uses,
     unreferenced,
 )
 from chronos_async.meta import RecordRepo
@@ -94,8 +95,9 @@ async def scan_collection(
     for parts in shared.values():
         stored = await list_payloads(parts, db, name, scan)
         candidates = unreferenced(parts, stored, grace_seconds, scan)
-        orphans = await confirm_orphans(candidates, still_referenced, scan)
+        orphans = await confirm_orphans(parts[0].store, candidates, still_referenced, scan)
         scan.orphans.append((parts[0].store, orphans))
+        await pack_uses(parts, stored, scan)
         for part in parts:
             await check_stored(part.store, part.to_hash, stored, check_payloads, scan)
     return scan

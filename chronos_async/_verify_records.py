@@ -7,16 +7,17 @@ from itertools import pairwise
 from typing import Any
 
 from chronos_async._codec import sha256_hex
+from chronos_async._keys import NO_TENANT, copy_key
 from chronos_async._scope import now_us
-from chronos_async._verify_report import BackendScan, CollectionScan, VerifyProgress
+from chronos_async._verify_report import BackendScan, CollectionScan, Span, VerifyProgress
 from chronos_async.meta import RecordRepo, mongo_errors
 from chronos_async.storage import BlobStore
 
-__all__ = ["scan_records"]
+__all__ = ["scan_records", "span_of"]
 
 Doc = dict[str, Any]
 #: What a head must share with the version it publishes.
-_MIRRORED = ("key", "sha256", "cv", "deleted")
+_MIRRORED = ("key", "offset", "sha256", "cv", "deleted")
 
 
 async def _versions_by_record(repo: RecordRepo) -> AsyncIterator[tuple[tuple[str, str], list[Doc]]]:
@@ -71,7 +72,12 @@ async def scan_records(
         part.tenants.add(t)
         seen_records.add((t, item_id))
         scan.add("versions", len(versions))
-        part.referenced.update(v["key"] for v in versions)
+        part.referenced.update(str(v["key"]) for v in versions)
+        part.referenced.update(
+            copy_key(_tenant(t), repo.db.name, repo.name, v["id"], int(v["ov"]), v["sha256"])
+            for v in versions
+            if v.get("offset") is not None
+        )
         head = heads.get((t, item_id))
         if head is None:
             claimed = _claim_us(versions[0])
@@ -97,8 +103,22 @@ async def scan_records(
                 "head_without_versions", t, item_id, int(head["ov"]), "no version documents"
             )
             part.referenced.add(head["key"])
-            part.to_hash.setdefault(head["key"], (t, item_id, head["sha256"], int(head["ov"])))
+            part.to_hash.setdefault(span_of(head), (t, item_id, head["sha256"], int(head["ov"])))
     return part
+
+
+def span_of(doc: Doc) -> Span:
+    """Where the payload of a head or version lies."""
+    offset, length = doc.get("offset"), doc.get("length")
+    return (
+        str(doc["key"]),
+        None if offset is None else int(offset),
+        None if length is None else int(length),
+    )
+
+
+def _tenant(t: str) -> str | None:
+    return None if t == NO_TENANT else t
 
 
 def _claim_us(version: Doc) -> int:
@@ -159,4 +179,4 @@ def _check_record(
             problem(
                 "checksum_mismatch", t, item_id, int(v["ov"]), "inline copy does not match sha256"
             )
-        part.to_hash.setdefault(v["key"], (t, item_id, v["sha256"], int(v["ov"])))
+        part.to_hash.setdefault(span_of(v), (t, item_id, v["sha256"], int(v["ov"])))

@@ -14,8 +14,10 @@ __all__ = [
     "BackendScan",
     "CollectionScan",
     "Problem",
+    "PackUse",
     "ProblemKind",
     "ReferenceCheck",
+    "Span",
     "VerifyProgress",
     "VerifyReport",
 ]
@@ -35,6 +37,8 @@ ProblemKind = Literal[
 ]
 #: ``progress(collection, records_checked)``
 VerifyProgress = Callable[[str, int], None]
+#: Where a payload lies: ``(key, offset, length)``; offset and length only in a pack.
+Span = tuple[str, int | None, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +72,26 @@ class VerifyReport:
         return not self.problems
 
 
-#: ``still_referenced(keys)``: the keys of ``keys`` that some version or head of any
-#: backend refers to (see :func:`chronos_async._reconcile.referenced_keys`).
-ReferenceCheck = Callable[[list[str]], Awaitable[set[str]]]
+#: ``still_referenced(store, keys)``: the keys of ``keys`` (objects of ``store``) that
+#: some version or head of any backend refers to (see
+#: :func:`chronos_async._reconcile.referenced_keys`).
+ReferenceCheck = Callable[[BlobStore, list[str]], Awaitable[set[str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class PackUse:
+    """How much of a pack object the versions still use (what compaction looks at)."""
+
+    store: BlobStore
+    key: str
+    size: int
+    live_bytes: int
+    age_seconds: float
+
+    @property
+    def live_ratio(self) -> float:
+        """The share of the pack's bytes some version uses."""
+        return self.live_bytes / self.size if self.size else 0.0
 
 
 @dataclass(slots=True)
@@ -85,8 +106,9 @@ class BackendScan:
     orphan_creates: list[tuple[str, str]] = field(default_factory=list)
     #: every payload key a version or head of this backend refers to
     referenced: set[str] = field(default_factory=set)
-    #: key -> (tenant, id, sha256, ov) of the payloads that must be in the store
-    to_hash: dict[str, tuple[str, str, str, int]] = field(default_factory=dict)
+    #: (key, offset, length) -> (tenant, id, sha256, ov) of the payloads that must be in
+    #: the store (offset and length are those of a pack member, else ``None``)
+    to_hash: dict[Span, tuple[str, str, str, int]] = field(default_factory=dict)
     #: the tenants (as stored, ``NO_TENANT`` included) whose payload prefix is listed
     tenants: set[str] = field(default_factory=lambda: {NO_TENANT})
 
@@ -106,6 +128,8 @@ class CollectionScan:
     counts: dict[str, int] = field(default_factory=dict)
     backends: list[BackendScan] = field(default_factory=list)
     orphans: list[tuple[BlobStore, list[str]]] = field(default_factory=list)
+    #: every referenced pack, with its live bytes (candidates for compaction)
+    packs: list[PackUse] = field(default_factory=list)
 
     def add(self, counter: str, n: int = 1) -> None:
         """Add ``n`` to ``counts[counter]``."""

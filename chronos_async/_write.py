@@ -197,15 +197,24 @@ class Writer:
         }
 
         async def run(idem: IdemKey | None, chosen: str | None) -> WriteResult:
-            return await self._create(chosen or new_item_id(), version, payload, idem=idem)
+            if chosen is None:
+                return await self._create(new_item_id(), version, payload, idem=idem, fresh=True)
+            return await self._create(chosen, version, payload, idem=idem)
 
         return await self.keyed(
             idempotency_key, "create", facts, given or chosen_id, run, key_use=key_use
         )
 
     async def _create(
-        self, item_id: str, version: Doc, payload: EncodedPayload, *, idem: IdemKey | None
+        self,
+        item_id: str,
+        version: Doc,
+        payload: EncodedPayload,
+        *,
+        idem: IdemKey | None,
+        fresh: bool = False,
     ) -> WriteResult:
+        """``fresh``: ``item_id`` was generated just now (no one can hold it: no lookup)."""
         scope = self.scope
         await scope.ready()
         if idem is not None and idem.recheck:
@@ -214,7 +223,11 @@ class Writer:
                 return found
         # A taken id is refused before the payload is stored or a cv allocated (the
         # unique claim still decides between creators racing for the same id).
-        taken = await scope.repo.find_head(head_id(scope.tenant, item_id), with_inline=False)
+        taken = (
+            None
+            if fresh
+            else await scope.repo.find_head(head_id(scope.tenant, item_id), with_inline=False)
+        )
         if taken is not None:
             if idem is not None and idem.recheck:
                 found = await prior_version(scope, idem, item_id, None)
@@ -228,13 +241,24 @@ class Writer:
         if idem is not None:
             version.update(idem=idem.key, idem_fp=idem.fp)
         attempt = Attempt(scope, item_id, new_write_token())
-        async with (
-            scope.activity.write(f"create of {scope.where(item_id)}"),
-            scope.gates.hold(head_id(scope.tenant, item_id)),
-        ):
-            head = await guarded(
-                attempt, lambda: publish(attempt, prev_head=None, version=version, payload=payload)
-            )
+        try:
+            async with (
+                scope.activity.write(f"create of {scope.where(item_id)}"),
+                scope.gates.hold(head_id(scope.tenant, item_id)),
+            ):
+                head = await guarded(
+                    attempt,
+                    lambda: publish(attempt, prev_head=None, version=version, payload=payload),
+                )
+        except ItemExistsError:
+            if idem is None or not idem.recheck:
+                raise
+            # Another attempt with the key claimed the record first: its result, once
+            # published (until then a retryable "not settled yet").
+            found = await prior_version(scope, idem, item_id, None)
+            if found is None:
+                raise
+            return found
         return result_of(head)
 
     async def _origin_of(self, parent_id: str) -> str:
@@ -384,5 +408,12 @@ def leased_attempt(scope: Scope, item_id: str, token: str, head: Doc) -> Attempt
 
 
 def reuse_payload(doc: Doc) -> Doc:
-    """The payload fields of ``doc``, for a version that points at the same bytes."""
-    return {k: doc.get(k) for k in ("key", "size", "sha256", "inline")}
+    """The payload fields of ``doc``, for a version that points at the same bytes.
+
+    A packed payload also records which version it was copied from (``payload_ov``): a
+    pack rewrite may move it before the new version is published (see
+    :func:`~chronos_async._rollforward.follow_moved_payload`).
+    """
+    fields = {k: doc.get(k) for k in ("key", "offset", "length", "size", "sha256", "inline")}
+    fields["payload_ov"] = None if doc.get("offset") is None else int(doc["ov"])
+    return fields

@@ -22,6 +22,8 @@ EXPECTED = {
     "Chronos",
     "ChronosConfig",
     "ChronosError",
+    "ChronosStats",
+    "PackStats",
     "ClosedError",
     "Collection",
     "ConfigError",

@@ -287,6 +287,22 @@ class RecordRepo:
             result = await self.versions.delete_one({"_id": vid, "token": {"$eq": token}})
         return result.deleted_count == 1
 
+    async def repoint_payload(
+        self, kind: str, doc_id: str, old: tuple[str, int], new: tuple[str, int]
+    ) -> bool:
+        """Move a version's (``kind="ver"``) or head's (``"head"``) packed payload from
+        ``(key, offset)`` ``old`` to ``new``, only while it is still at ``old``.
+
+        Strings and integers only: ``$set`` keeps them intact on every server.
+        """
+        target = self.versions if kind == "ver" else self.heads
+        with mongo_errors("payload repoint"):
+            result = await target.update_one(
+                {"_id": doc_id, "key": {"$eq": old[0]}, "offset": {"$eq": old[1]}},
+                {"$set": {"key": new[0], "offset": new[1]}},
+            )
+        return result.modified_count == 1
+
     async def delete_versions(self, tenant: str, item_id: str) -> int:
         """Remove every version of a record (hard delete)."""
         with mongo_errors("version delete"):
