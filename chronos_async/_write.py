@@ -196,10 +196,14 @@ class Writer:
             "restored_from": None,
         }
 
+        # No lookup of the id when nobody can hold it yet: generated now, or chosen by the
+        # fallback queue for the first attempt of a new operation.
+        fresh = given is None and key_use == "record"
+
         async def run(idem: IdemKey | None, chosen: str | None) -> WriteResult:
             if chosen is None:
                 return await self._create(new_item_id(), version, payload, idem=idem, fresh=True)
-            return await self._create(chosen, version, payload, idem=idem)
+            return await self._create(chosen, version, payload, idem=idem, fresh=fresh)
 
         return await self.keyed(
             idempotency_key, "create", facts, given or chosen_id, run, key_use=key_use
