@@ -12,7 +12,7 @@ from pymongo import AsyncMongoClient
 
 from benchmarks._env import COLLECTION, Servers, Storage
 from benchmarks._floor import RawCollection, open_mongo
-from benchmarks._floor_blobs import RawBlobs, RawLocal, RawS3
+from benchmarks._floor_blobs import RawBlobs, RawLocal, RawObstore, RawS3
 from benchmarks._report import Row
 from chronos_async import Chronos, ChronosConfig, Collection
 
@@ -48,6 +48,9 @@ class Params:
     #: fallback: operations queued per drain, and drains per worker concurrency
     fallback_drain_ops: int
     fallback_drain_rounds: int
+    #: packs: rounds, and creates per round at concurrency 64 (the issue's 1,000)
+    pack_rounds: int
+    pack_ops_c64: int
 
 
 QUICK = Params(
@@ -75,6 +78,8 @@ QUICK = Params(
     fallback_ops_c32=128,
     fallback_drain_ops=500,
     fallback_drain_rounds=2,
+    pack_rounds=3,
+    pack_ops_c64=1000,
 )
 
 FULL = Params(
@@ -101,6 +106,8 @@ FULL = Params(
     fallback_ops_c32=320,
     fallback_drain_ops=2000,
     fallback_drain_rounds=3,
+    pack_rounds=5,
+    pack_ops_c64=1000,
 )
 
 
@@ -139,41 +146,57 @@ class Pair:
     config: ChronosConfig
     chronos: Chronos
     coll: Collection
+    #: The floor with the library's own S3 client (obstore by default), or a local folder.
     raw: RawCollection
     client: AsyncMongoClient[dict[str, Any]]
+    #: On S3 with obstore: the same floor through aioboto3 (the original's client), so
+    #: that rows can report the library against both clients' raw cost.
+    raw_boto: RawCollection | None = None
 
 
 @contextlib.asynccontextmanager
-async def open_pair(ctx: Ctx, storage: Storage, scenario: str) -> AsyncIterator[Pair]:
+async def open_pair(
+    ctx: Ctx, storage: Storage, scenario: str, **overrides: Any
+) -> AsyncIterator[Pair]:
     """A fresh database with our collection and the floor's, on the same servers.
 
-    The library writes payloads under one key prefix (or folder), the floor under
-    another; the database is dropped at the end.
+    The library writes payloads under one key prefix (or folder), each floor under
+    another; ``overrides`` go into the library's config. The database is dropped at the end.
     """
     servers = ctx.servers
     db = servers.new_db(scenario)
-    config = servers.config(storage, servers.new_prefix())
-    floor_prefix = servers.new_prefix()
-    blobs: RawBlobs
+    config = servers.config(storage, servers.new_prefix(), **overrides)
     try:
         async with contextlib.AsyncExitStack() as stack:
             chronos = await stack.enter_async_context(Chronos(config))
             client = open_mongo(servers.mongo_uri, config)
             stack.push_async_callback(client.close)
+
+            async def floor(name: str, blobs: RawBlobs) -> RawCollection:
+                await stack.enter_async_context(blobs)
+                raw = RawCollection(
+                    client[db],
+                    name,
+                    blobs,
+                    inline_limit=config.limits.inline_payload_bytes,
+                    lease_ms=config.leases.lease_ms,
+                )
+                await raw.ensure_indexes()
+                return raw
+
+            raw_boto = None
             if storage == "s3":
                 assert servers.s3 is not None
-                blobs = await stack.enter_async_context(RawS3(servers.s3, floor_prefix))
+                s3 = servers.s3
+                boto = await floor("floor_boto", RawS3(s3, servers.new_prefix()))
+                if config.spaces_conns[0].client == "obstore":
+                    raw = await floor("floor", RawObstore(s3, servers.new_prefix()))
+                    raw_boto = boto
+                else:
+                    raw = boto
             else:
-                blobs = await stack.enter_async_context(RawLocal(servers.local_root / floor_prefix))
-            raw = RawCollection(
-                client[db],
-                "floor",
-                blobs,
-                inline_limit=config.limits.inline_payload_bytes,
-                lease_ms=config.leases.lease_ms,
-            )
-            await raw.ensure_indexes()
+                raw = await floor("floor", RawLocal(servers.local_root / servers.new_prefix()))
             coll = chronos.collection(COLLECTION, db=db)
-            yield Pair(db, storage, config, chronos, coll, raw, client)
+            yield Pair(db, storage, config, chronos, coll, raw, client, raw_boto)
     finally:
         await servers.drop(db)

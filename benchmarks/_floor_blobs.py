@@ -1,7 +1,8 @@
-"""The floor's payload stores: S3 through aioboto3, and a local folder.
+"""The floor's payload stores: S3 through aioboto3 or obstore, and a local folder.
 
-Both mirror what the library's stores send and write (``chronos_async/storage/s3.py`` and
-``local.py``) with nothing around it: no key validation, no error translation.
+Each mirrors what the library's store sends and writes (``chronos_async/storage/s3.py``,
+``s3_obstore.py`` and ``local.py``) with nothing around it: no key validation, no error
+translation.
 """
 
 from __future__ import annotations
@@ -9,18 +10,25 @@ from __future__ import annotations
 import os
 import secrets
 from contextlib import AsyncExitStack
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 import anyio.to_thread
+import obstore
+from obstore.store import S3Store
 
 from benchmarks._env import S3Endpoint
 
-__all__ = ["RawBlobs", "RawLocal", "RawS3"]
+__all__ = ["RawBlobs", "RawLocal", "RawObstore", "RawS3"]
 
 
 class RawBlobs(Protocol):
-    """Create-only payload storage."""
+    """Create-only payload storage, opened and closed with ``async with``."""
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
 
     async def put(self, key: str, body: bytes, sha256: str) -> None: ...
 
@@ -84,6 +92,59 @@ class RawS3:
         async with response["Body"] as stream:
             data: bytes = await stream.read()
             return data
+
+
+class RawObstore:
+    """obstore with the library's client settings (``ObstoreBlobStore`` defaults).
+
+    PUT: ``put_async`` with ``mode="create"`` (``If-None-Match: *``) and the sha256 as
+    an attribute (user metadata); GET: ``get_async`` and read the body.
+    """
+
+    def __init__(self, s3: S3Endpoint, prefix: str) -> None:
+        self._prefix = prefix.strip("/") + "/"
+        self._store = S3Store(
+            s3.buckets[0],
+            endpoint=s3.endpoint,
+            region=s3.region,
+            access_key_id=s3.access_key,
+            secret_access_key=s3.secret_key,
+            virtual_hosted_style_request=False,
+            conditional_put="etag",
+            client_options={
+                "allow_http": s3.endpoint.startswith("http://"),
+                "connect_timeout": timedelta(seconds=5),
+                "read_timeout": timedelta(seconds=30),
+                "timeout": timedelta(seconds=300),
+            },
+            retry_config={"max_retries": 2, "retry_timeout": timedelta(seconds=300)},
+        )
+
+    async def __aenter__(self) -> RawObstore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def put(self, key: str, body: bytes, sha256: str) -> None:
+        await obstore.put_async(
+            self._store,
+            self._prefix + key,
+            body,
+            mode="create",
+            attributes={"Content-Type": "application/json", "sha256": sha256},
+        )
+
+    async def get(self, key: str) -> bytes:
+        result = await obstore.get_async(self._store, self._prefix + key)
+        return (await result.bytes_async()).to_bytes()
+
+    async def count(self) -> int:
+        """How many objects are stored under the prefix (one LIST per 1,000)."""
+        total = 0
+        async for chunk in obstore.list(self._store, self._prefix.rstrip("/")):
+            total += len(chunk)
+        return total
 
 
 def _fsync_dir(path: str) -> None:

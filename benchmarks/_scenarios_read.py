@@ -37,7 +37,11 @@ async def _pool(pair: Pair, items: list[dict[str, Any]], count: int) -> tuple[li
 
 
 async def run_latest(ctx: Ctx) -> None:
-    """get_latest of 1 KB records (payload inline on the head) and 100 KB ones (a GET)."""
+    """get_latest of 1 KB records (payload inline on the head) and 100 KB ones (a GET).
+
+    On S3 with obstore the 100 KB reads also run against the floor through aioboto3
+    (row ``s3 vs boto3``, target: p50 at most 0.8x, issue 11).
+    """
     p = ctx.params
     storage = _storage(ctx)
     for size, where in ((1 * KB, "inline"), (100 * KB, storage)):
@@ -54,13 +58,35 @@ async def run_latest(ctx: Ctx) -> None:
 
             a = Variant("ours", ours, 1, p.read_ops, warmup=10)
             b = Variant("floor", floor, 1, p.read_ops, warmup=10)
-            await interleave([b, a], p.read_rounds, label=f"get_latest/{where}")
+            variants = [b, a]
+            boto: Variant | None = None
+            if pair.raw_boto is not None and where != "inline":
+                boto_raw = pair.raw_boto
+                boto_ids = [await boto_raw.create(make_data(items, n)) for n in range(_POOL)]
+
+                async def floor_boto(
+                    w: int, seq: int, ids: list[str] = boto_ids, r: Any = boto_raw
+                ) -> object:
+                    return await r.get_latest(ids[seq % len(ids)])
+
+                boto = Variant("floor_boto", floor_boto, 1, p.read_ops, warmup=10)
+                variants.insert(1, boto)
+            await interleave(variants, p.read_rounds, label=f"get_latest/{where}")
         row = compare("get_latest", where, size_label(size), 1, a.rounds, b.rounds)
         row.peak_rss_mb = peak.peak_mb
         if row.p50_x_floor is not None:
             row.target = Target("p50 <= 1.2x floor", row.p50_x_floor, 1.2, "<=")
         ctx.rows.append(row)
         _progress(row)
+        if boto is not None:
+            vs = compare(
+                "get_latest", f"{where} vs boto3", size_label(size), 1, a.rounds, boto.rounds
+            )
+            vs.peak_rss_mb = peak.peak_mb
+            if vs.p50_x_floor is not None:
+                vs.target = Target("p50 <= 0.8x aioboto3 floor", vs.p50_x_floor, 0.8, "<=")
+            ctx.rows.append(vs)
+            _progress(vs)
 
 
 async def _lib_history(pair: Pair, items: list[dict[str, Any]], versions: int) -> dict[str, Any]:

@@ -40,6 +40,17 @@ async def test_quickstart_example_runs() -> None:
 
 
 @pytest.mark.slow
+async def test_batched_writes_example_packs_its_payloads(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    module = runpy.run_path(str(ROOT / "examples" / "batched_writes.py"))
+    await module["main"]()
+    out = capsys.readouterr().out
+    assert "read back: {'kind': 'click'" in out and "presigned URL: True" in out
+    assert "1000 payloads:" in out and " in 0 packs" not in out
+
+
+@pytest.mark.slow
 async def test_readme_demo_command_exits_zero_and_stops_its_servers() -> None:
     """``python -m chronos_async demo`` (SeaweedFS payloads) as the README runs it."""
 
