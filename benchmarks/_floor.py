@@ -203,9 +203,12 @@ class RawCollection:
             raise RuntimeError("floor: head moved under a leased write")
 
     async def _data_of(self, doc: Doc) -> Doc:
-        """The verified data of a head or version: inline, or one GET."""
+        """The verified data of a head or version: inline, or one GET (of known size)."""
         inline = doc.get("inline")
-        body = inline.encode() if inline is not None else await self.blobs.get(doc["key"])
+        if inline is not None:
+            body = inline.encode()
+        else:
+            body = await self.blobs.get(doc["key"], size=doc["size"])
         if hashlib.sha256(body).hexdigest() != doc["sha256"]:
             raise RuntimeError("floor: sha256 mismatch")
         data: Doc = orjson.loads(body)

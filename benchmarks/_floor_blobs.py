@@ -32,7 +32,9 @@ class RawBlobs(Protocol):
 
     async def put(self, key: str, body: bytes, sha256: str) -> None: ...
 
-    async def get(self, key: str) -> bytes: ...
+    async def get(self, key: str, *, size: int | None = None) -> bytes:
+        """The object's bytes; ``size``, when known, lets a client read it as a range."""
+        ...
 
 
 class RawS3:
@@ -87,7 +89,7 @@ class RawS3:
             IfNoneMatch="*",
         )
 
-    async def get(self, key: str) -> bytes:
+    async def get(self, key: str, *, size: int | None = None) -> bytes:
         response = await self._client.get_object(Bucket=self._bucket, Key=self._prefix + key)
         async with response["Body"] as stream:
             data: bytes = await stream.read()
@@ -98,7 +100,8 @@ class RawObstore:
     """obstore with the library's client settings (``ObstoreBlobStore`` defaults).
 
     PUT: ``put_async`` with ``mode="create"`` (``If-None-Match: *``) and the sha256 as
-    an attribute (user metadata); GET: ``get_async`` and read the body.
+    an attribute (user metadata); GET: ``get_range_async`` of ``[0, size)`` when the size
+    is known, else ``get_async`` and read the body.
     """
 
     def __init__(self, s3: S3Endpoint, prefix: str) -> None:
@@ -135,8 +138,12 @@ class RawObstore:
             attributes={"Content-Type": "application/json", "sha256": sha256},
         )
 
-    async def get(self, key: str) -> bytes:
-        result = await obstore.get_async(self._store, self._prefix + key)
+    async def get(self, key: str, *, size: int | None = None) -> bytes:
+        path = self._prefix + key
+        if size:  # one call (as the library reads payloads of known size)
+            data = await obstore.get_range_async(self._store, path, start=0, length=size)
+            return data.to_bytes()
+        result = await obstore.get_async(self._store, path)
         return (await result.bytes_async()).to_bytes()
 
     async def count(self) -> int:
@@ -205,5 +212,5 @@ class RawLocal:
     async def put(self, key: str, body: bytes, sha256: str) -> None:
         await anyio.to_thread.run_sync(self._put_sync, key, body)
 
-    async def get(self, key: str) -> bytes:
+    async def get(self, key: str, *, size: int | None = None) -> bytes:
         return await anyio.to_thread.run_sync(self._get_sync, key)

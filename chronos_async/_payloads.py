@@ -15,11 +15,21 @@ __all__ = ["load_data", "presign_payload", "read_payload"]
 
 async def read_payload(store: BlobStore, doc: dict[str, Any]) -> bytes:
     """The stored bytes of a version's payload: its own object, or its span of a pack
-    (one ranged GET). Not verified here."""
+    (one ranged GET). Not verified here.
+
+    On S3 a payload of known size is read as the range ``[0, size)`` as well: the same
+    one request, but obstore answers a ranged GET in one call where a plain GET takes
+    two (the response, then its body), which saves about a tenth of the client's CPU
+    per read. (An object longer than recorded would pass unnoticed here; ``verify``
+    reads whole objects, where it fails its sha256.)
+    """
     offset = doc.get("offset")
-    if offset is None:
-        return await store.get(doc["key"])
-    return await store.get_range(doc["key"], offset=int(offset), length=int(doc["length"]))
+    if offset is not None:
+        return await store.get_range(doc["key"], offset=int(offset), length=int(doc["length"]))
+    size = doc.get("size")
+    if store.kind == "s3" and isinstance(size, int) and size > 0:
+        return await store.get_range(doc["key"], offset=0, length=size)
+    return await store.get(doc["key"])
 
 
 async def presign_payload(scope: Scope, doc: dict[str, Any], ttl_seconds: int) -> str:
