@@ -11,7 +11,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, overload
+
+import pydantic
 
 from chronos_async._activity import Activity
 from chronos_async._admin import Admin
@@ -22,6 +24,7 @@ from chronos_async._errors import ClosedError, ConfigError
 from chronos_async._keys import validate_collection, validate_db, validate_tenant
 from chronos_async._routing import backend_id, choose_backend, routing_key
 from chronos_async._scope import ItemGates, Scope
+from chronos_async._typed import check_model
 from chronos_async.fallback import Fallback
 from chronos_async.meta import IdemRepo, RecordRepo, open_client, supports_transactions
 from chronos_async.storage import BlobStore
@@ -31,6 +34,8 @@ from chronos_async.storage._deadline import DeadlineStore
 __all__ = ["Backend", "Chronos", "ChronosStats"]
 
 log = logging.getLogger("chronos_async")
+#: The pydantic model of a typed collection.
+M = TypeVar("M", bound=pydantic.BaseModel)
 _LEVELS = {"VERBOSE": logging.DEBUG, "WARN": logging.WARNING}
 
 
@@ -254,12 +259,42 @@ class Chronos:
         )
         return self._backends[choose_backend(key, [b.id for b in self._backends])]
 
-    def collection(self, name: str, *, db: str, tenant: str | None = None) -> Collection:
+    @overload
+    def collection(
+        self, name: str, *, db: str, tenant: str | None = None, model: None = None
+    ) -> Collection[dict[str, Any]]: ...
+
+    @overload
+    def collection(
+        self, name: str, *, db: str, tenant: str | None = None, model: type[M]
+    ) -> Collection[M]: ...
+
+    def collection(
+        self,
+        name: str,
+        *,
+        db: str,
+        tenant: str | None = None,
+        model: type[pydantic.BaseModel] | None = None,
+    ) -> Collection[Any]:
         """The handle of collection ``name`` in database ``db`` (optionally of ``tenant``).
 
         Handles are cheap; the collection's indexes are created on its first use.
+
+        With ``model`` (a pydantic model class) the handle is typed: writes take model
+        instances (or dicts, validated into one) and store their JSON dump, reads return
+        ``Item[model]``. Typed and untyped handles of a collection share its records::
+
+            class User(BaseModel):
+                email: str
+                joined: datetime
+
+            users = chronos.collection("users", db="myapp", model=User)  # Collection[User]
+            r = await users.create(User(email="ada@example.com", joined=now))
+            item = await users.get_latest(r.id)  # Item[User] | None
         """
         self._check_open()
+        model = check_model(model)
         name = validate_collection(name)
         db = validate_db(db)
         tenant = validate_tenant(tenant) if tenant is not None else None
@@ -288,7 +323,7 @@ class Chronos:
             ),
             packs=backend.packs,
         )
-        return Collection(scope)
+        return Collection(scope, model)
 
     def _once(
         self, key: tuple[object, ...], make: Callable[[], Awaitable[None]]

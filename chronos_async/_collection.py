@@ -4,22 +4,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic
+
+import pydantic
 
 from chronos_async._enrich import enrich
 from chronos_async._errors import ValidationError
 from chronos_async._hard_delete import hard_delete
 from chronos_async._history import History
-from chronos_async._models import Item, Page, VersionInfo, WriteResult
+from chronos_async._models import DataT, Item, Page, VersionInfo, WriteResult
 from chronos_async._read import Reader
 from chronos_async._restore import Progress, RestoreReport, restore_collection, restore_object
 from chronos_async._scope import Scope
+from chronos_async._typed import ModelCodec
 from chronos_async._write import Writer
 
 __all__ = ["Collection"]
 
 
-class Collection:
+class Collection(Generic[DataT]):
     """Versioned records of one collection (of one database, optionally one tenant).
 
     Get one from :meth:`Chronos.collection`. Every write creates an immutable version
@@ -31,13 +34,18 @@ class Collection:
         r = await users.create({"email": "a@example.com"}, actor="signup", reason="new user")
         r = await users.update(r.id, {"email": "b@example.com"}, expected_ov=r.ov)
         old = await users.get_version(r.id, 0)
+
+    A typed collection (``model=User``: ``Collection[User]``) takes ``User`` instances (or
+    dicts, validated into one) as data and reads ``Item[User]``; data that does not fit
+    raises :class:`ModelValidationError`. Its reads take no ``projection``.
     """
 
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, scope: Scope, model: type[pydantic.BaseModel] | None = None) -> None:
         self._scope = scope
         self._writer = Writer(scope)
         self._reader = Reader(scope)
         self._history = History(scope, self._reader)
+        self._codec: ModelCodec[DataT] = ModelCodec(model, scope.where)
 
     @property
     def name(self) -> str:
@@ -54,15 +62,21 @@ class Collection:
         """The tenant this handle is bound to (``None`` for none)."""
         return self._scope.tenant
 
+    @property
+    def model(self) -> type[pydantic.BaseModel] | None:
+        """The pydantic model of a typed collection (``None`` for an untyped one)."""
+        return self._codec.model
+
     def __repr__(self) -> str:
         tenant = f", tenant={self.tenant!r}" if self.tenant else ""
-        return f"<Collection {self.db}.{self.name}{tenant}>"
+        model = f", model={self.model.__name__}" if self.model else ""
+        return f"<Collection {self.db}.{self.name}{tenant}{model}>"
 
     # -- writes ------------------------------------------------------------------------
 
     async def create(
         self,
-        data: dict[str, Any],
+        data: DataT | dict[str, Any],
         *,
         actor: str | None = None,
         reason: str | None = None,
@@ -85,7 +99,7 @@ class Collection:
         ``id`` creates the same record on every retry.
         """
         return await self._writer.create(
-            data,
+            self._codec.dump(data),
             actor=actor,
             reason=reason,
             item_id=id,
@@ -97,7 +111,7 @@ class Collection:
     async def update(
         self,
         id: str,
-        data: dict[str, Any],
+        data: DataT | dict[str, Any],
         *,
         expected_ov: int | None,
         actor: str | None = None,
@@ -113,7 +127,7 @@ class Collection:
         """
         return await self._writer.update(
             id,
-            data,
+            self._codec.dump(data),
             expected_ov=expected_ov,
             actor=actor,
             reason=reason,
@@ -159,20 +173,21 @@ class Collection:
         presign: bool = False,
         ttl_seconds: int = 3600,
         include_deleted: bool = False,
-    ) -> Item | None:
+    ) -> Item[DataT] | None:
         """The current version, or ``None`` when there is no record or it is deleted.
 
         ``projection`` keeps only the listed (dotted) paths of the data. ``presign=True``
         adds a presigned GET URL of the payload under ``item.urls["payload"]``, valid for
         ``ttl_seconds`` (at most 7 days).
         """
-        return await self._reader.latest(
+        item = await self._reader.latest(
             id,
-            projection=projection,
+            projection=self._codec.projection(projection),
             presign=presign,
             ttl_seconds=ttl_seconds,
             include_deleted=include_deleted,
         )
+        return self._codec.maybe(item)
 
     async def get_version(
         self,
@@ -182,11 +197,13 @@ class Collection:
         projection: Sequence[str] | None = None,
         presign: bool = False,
         ttl_seconds: int = 3600,
-    ) -> Item | None:
+    ) -> Item[DataT] | None:
         """Version ``ov`` of the record, or ``None`` if it does not exist."""
-        return await self._reader.version(
+        projection = self._codec.projection(projection)
+        item = await self._reader.version(
             id, ov, projection=projection, presign=presign, ttl_seconds=ttl_seconds
         )
+        return self._codec.maybe(item)
 
     async def get_as_of(
         self,
@@ -197,21 +214,22 @@ class Collection:
         presign: bool = False,
         ttl_seconds: int = 3600,
         include_deleted: bool = False,
-    ) -> Item | None:
+    ) -> Item[DataT] | None:
         """The record as it was at ``at`` (a datetime or ISO-8601 text).
 
         Returns the newest version committed at or before ``at``; ``None`` before the
         record was created, or when it was deleted at that time (unless
         ``include_deleted``).
         """
-        return await self._reader.as_of(
+        item = await self._reader.as_of(
             id,
             at,
-            projection=projection,
+            projection=self._codec.projection(projection),
             presign=presign,
             ttl_seconds=ttl_seconds,
             include_deleted=include_deleted,
         )
+        return self._codec.maybe(item)
 
     async def list_by_meta(
         self,
@@ -224,7 +242,7 @@ class Collection:
         projection: Sequence[str] | None = None,
         presign: bool = False,
         ttl_seconds: int = 3600,
-    ) -> Page:
+    ) -> Page[DataT]:
         """Current records whose indexed properties match ``filter``, one page at a time.
 
         ``filter`` may only name the collection map's ``indexed_props`` and use ``$eq $ne
@@ -239,16 +257,17 @@ class Collection:
             while page.next_cursor:
                 page = await users.list_by_meta({"status": "active"}, after=page.next_cursor)
         """
-        return await self._reader.list_by_meta(
+        page = await self._reader.list_by_meta(
             filter,
             limit=limit,
             after=after,
             sort=sort,
             include_deleted=include_deleted,
-            projection=projection,
+            projection=self._codec.projection(projection),
             presign=presign,
             ttl_seconds=ttl_seconds,
         )
+        return self._codec.page(page)
 
     def history(self, id: str, *, include_diff: bool = False) -> AsyncIterator[VersionInfo]:
         """Every version of the record, newest first (metadata only)::
@@ -271,13 +290,13 @@ class Collection:
         """
         return await self._history.diff(id, from_ov, to_ov)
 
-    async def lineage(self, id: str) -> list[Item]:
+    async def lineage(self, id: str) -> list[Item[DataT]]:
         """The record's ancestors, nearest first (parent, grandparent, ... origin).
 
         Follows ``parent_id`` within this collection; stops at a record without a parent,
         at a parent outside the collection, or at a cycle.
         """
-        return await self._history.lineage(id)
+        return self._codec.items(await self._history.lineage(id))
 
     # -- history-changing writes -------------------------------------------------------
 
@@ -301,6 +320,8 @@ class Collection:
         applies to whatever is current); with an ``expected_ov`` a stale one raises
         :class:`VersionConflictError`. A result equal to the current data stores nothing
         (``changed=False``). Enriching a deleted record raises :class:`ItemDeletedError`.
+        On a typed collection patches stay JSON dicts; a merged result the model refuses
+        raises :class:`ModelValidationError` (nothing is written).
 
         Example::
 
@@ -316,6 +337,7 @@ class Collection:
             reason=reason,
             expected_ov=expected_ov,
             idempotency_key=idempotency_key,
+            check=self._codec.check if self.model else None,
         )
 
     async def restore_object(

@@ -9,7 +9,7 @@ internally with backoff: the patch is merged into whatever is current.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from chronos_async._args import check_ov, check_text
@@ -45,8 +45,13 @@ async def enrich(
     expected_ov: int | None,
     idempotency_key: str | None = None,
     key_use: KeyUse = "reserve",
+    check: Callable[[dict[str, Any], str], None] | None = None,
 ) -> WriteResult:
-    """Merge ``patch`` (or each of a list of patches, in order) into the current data."""
+    """Merge ``patch`` (or each of a list of patches, in order) into the current data.
+
+    ``check(merged, item_id)`` (a typed collection's model) may refuse the merged data by
+    raising; nothing is written then.
+    """
     scope = writer.scope
     item_id = validate_id(item_id)
     patches = _patches(patch)
@@ -60,6 +65,8 @@ async def enrich(
     async def build(head: Doc) -> Built | None:
         check_writable(head, expected)
         merged = merge_all(await load_data(scope, head), patches)
+        if check is not None:
+            check(merged, item_id)
         payload = await writer.encode(merged)
         if writer.unchanged(head, payload.sha256, deleted=False):
             return None

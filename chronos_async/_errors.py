@@ -6,6 +6,9 @@ builtin fits, the error also derives from it, so callers can catch either::
     ChronosError(Exception)
     ├── ConfigError(ValueError)            invalid configuration; nothing was started
     ├── ValidationError(ValueError)        bad arguments or payload; nothing was written
+    │   └── ModelValidationError           data is not valid as a typed collection's
+    │                                      model (a write: nothing written; a read: the
+    │                                      stored version no longer fits the model)
     ├── NotFoundError(LookupError)         no such record (or version)
     ├── VersionConflictError               expected_ov did not match the head's ov
     │   └── ItemExistsError                create with an id that is already taken
@@ -37,6 +40,9 @@ connection strings or credentials.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 __all__ = [
     "ChronosError",
     "ClosedError",
@@ -49,6 +55,7 @@ __all__ = [
     "LocalServerError",
     "LockLostError",
     "LockTimeoutError",
+    "ModelValidationError",
     "NotFoundError",
     "OperationCancelledError",
     "OperationPendingError",
@@ -70,6 +77,42 @@ class ConfigError(ChronosError, ValueError):
 
 class ValidationError(ChronosError, ValueError):
     """An argument or payload was rejected before anything was written."""
+
+
+class ModelValidationError(ValidationError):
+    """Data is not valid as the pydantic model of a typed collection.
+
+    Raised by a write (``create``/``update`` given a dict that does not validate, an
+    ``enrich`` whose merged result would not): nothing was written. Raised by a read
+    (``get_latest``, ``get_version``, ``list_by_meta``...) when a stored version no
+    longer validates, because the model changed since it was written or an untyped handle
+    wrote it: ``id`` and ``ov`` name that version.
+
+    Why a :class:`ValidationError` and not an :class:`IntegrityError`: the stored bytes
+    passed their sha256 check; nothing is corrupt, it is the data that disagrees with the
+    application's model, and the application is the one to fix it (migrate the records
+    through an untyped handle, or relax the model). One error for writes and reads lets a
+    caller handle both in one place, and ``except ValueError`` still catches it.
+
+    ``model`` is the model class; ``errors`` pydantic's problems (``loc``, ``msg``,
+    ``type``) without the input values: like every error here it never echoes payload
+    contents.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: type,
+        id: str | None = None,
+        ov: int | None = None,
+        errors: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.id = id
+        self.ov = ov
+        self.errors: tuple[dict[str, Any], ...] = tuple(dict(e) for e in errors)
 
 
 class NotFoundError(ChronosError, LookupError):

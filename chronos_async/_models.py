@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal
+
+from typing_extensions import TypeVar
 
 __all__ = [
+    "DataT",
     "Item",
     "Operation",
     "Page",
@@ -18,6 +21,10 @@ __all__ = [
     "result_to_doc",
     "to_us",
 ]
+
+#: The type of a record's data as the caller sees it: ``dict[str, Any]`` (the default) or
+#: the pydantic model of a typed collection (``chronos.collection(..., model=User)``).
+DataT = TypeVar("DataT", default=dict[str, Any])
 
 #: What a version recorded.
 Operation = Literal["create", "update", "delete", "enrich", "restore"]
@@ -76,9 +83,10 @@ def result_from_doc(doc: Mapping[str, Any]) -> WriteResult:
 
 
 @dataclass(frozen=True, slots=True)
-class Item:
+class Item(Generic[DataT]):
     """One version of a record, with its data and the facts recorded with it.
 
+    ``data`` is a dict, or an instance of the model on a typed collection (``Item[User]``).
     ``updated_at`` is the commit time of this version; ``created_at`` that of ``ov=0``.
     ``urls`` holds presigned URLs (key ``"payload"``) when the read asked for them.
     """
@@ -86,7 +94,7 @@ class Item:
     id: str
     ov: int
     cv: int
-    data: dict[str, Any]
+    data: DataT
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None
@@ -125,8 +133,8 @@ class VersionInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class Page:
+class Page(Generic[DataT]):
     """One page of ``list_by_meta``; pass ``next_cursor`` as ``after`` for the next page."""
 
-    items: tuple[Item, ...]
+    items: tuple[Item[DataT], ...]
     next_cursor: str | None

@@ -36,6 +36,7 @@ EXPECTED = {
     "LocalServerError",
     "LockLostError",
     "LockTimeoutError",
+    "ModelValidationError",
     "NotFoundError",
     "Operation",
     "Page",
@@ -87,6 +88,7 @@ def test_error_tree() -> None:
         "LockTimeoutError",
         "StorageError",
         "IntegrityError",
+        "ModelValidationError",
         "ClosedError",
         "LocalServerError",
         "ExecutableNotFoundError",
@@ -94,6 +96,7 @@ def test_error_tree() -> None:
         assert issubclass(getattr(errors, name), errors.ChronosError), name
     assert issubclass(errors.ConfigError, ValueError)
     assert issubclass(errors.ValidationError, ValueError)
+    assert issubclass(errors.ModelValidationError, errors.ValidationError)
     assert issubclass(errors.NotFoundError, LookupError)
     assert issubclass(errors.LockTimeoutError, TimeoutError)
     assert issubclass(errors.StorageError, OSError)
