@@ -1,30 +1,24 @@
-"""Command line: ``python -m chronos_async demo | local-stack | verify | reconcile | fallback``.
+"""The command line: chronos-async, or python -m chronos_async.
 
-``version`` prints the library version.
+Commands (COMMAND --help for each):
 
-``verify`` exits 0 when the store is clean, 1 when it found violations, 2 on a usage or
-configuration error (or when a backend cannot be reached).
+  demo                 walk through the basic operations on a local stack
+  local-stack          run nx-27017 + SeaweedFS until Ctrl-C or SIGTERM
+  health               ping every backend
+  verify               check every invariant (exit 1 on violations)
+  repair               roll forward versions whose writers died
+  reconcile            repair, remove orphan payloads, compact packs (--dry-run)
+  history | show | diff | restore | restore-collection   one record, one collection
+  fallback             inspect and operate the fallback queue
+  version              print the library version (also --version)
 
-``local-stack`` prints the stack's config with its credentials masked; ``--write-config
-PATH`` also writes the real one (mode 0600) for ``verify --config PATH`` or an app.
+Every command that talks to the servers takes --config FILE (a ChronosConfig JSON file;
+local-stack --write-config FILE writes one) and --json (one JSON document on stdout
+instead of tables). Progress bars appear on a terminal only.
 
-``fallback ACTION --config FILE [--json]`` inspects and operates the fallback queue of a
-config with ``fallback.enabled``. It never starts the queue's worker (``fallback.auto_start``
-is turned off for the command): it changes the queue, it does not drain it.
-
-- ``stats``: operations queued, running, done, dead, spooled; the oldest waiting one's age;
-  the waiting ones by operation. Exit 0.
-- ``dead-letters [--op OP] [--db DB] [--collection C] [--tenant T] [--limit N]``: the dead
-  letters, newest first (at most 50 by default). Exit 0.
-- ``retry OP_ID``: queue a dead letter again (attempts reset). Exit 0, or 1 when ``OP_ID``
-  is not a dead letter.
-- ``cancel OP_ID``: cancel an operation that waits (queued or spooled). Exit 0, or 1 when it
-  cannot be cancelled (running, finished, unknown).
-- ``status OP_ID``: where one operation stands. Exit 0, or 1 when it is unknown.
-
-Every ``fallback`` action exits 2 on a usage or configuration error (a missing file, the
-queue disabled) or when a backend cannot be reached, with the message on stderr. With
-``--json`` it prints one JSON document (datetimes in ISO-8601), for exit 0 and 1 alike.
+Exit status: 0 done; 1 the command's "no" (violations found, no such record or version,
+a backend down, records that failed to restore); 2 usage, configuration or connection
+error, or an unknown database or collection (message on stderr).
 """
 
 from __future__ import annotations
@@ -33,12 +27,16 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from chronos_async._cli_admin import ADMIN_COMMANDS, add_admin_parsers, run_admin
+from chronos_async._cli_common import UsageError
 from chronos_async._cli_fallback import add_fallback_parser, run_fallback
+from chronos_async._cli_records import RECORD_COMMANDS, add_record_parsers, run_record
 
 if TYPE_CHECKING:
     from chronos_async import ChronosConfig
@@ -48,14 +46,21 @@ __all__ = ["main", "write_config"]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m chronos_async",
+        prog="chronos-async",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="store_true", help="print the library version")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser("demo", help="walk through the basic operations on a local stack")
     demo.add_argument("--no-s3", action="store_true", help="keep payloads in a local folder")
-    stack = commands.add_parser("local-stack", help="run nx-27017 + SeaweedFS until Ctrl-C")
+    stack = commands.add_parser(
+        "local-stack",
+        help="run nx-27017 + SeaweedFS until Ctrl-C or SIGTERM",
+        description="Run nx-27017 + SeaweedFS until Ctrl-C or SIGTERM, then stop both and "
+        "remove their temporary folders. Prints the config (credentials masked); "
+        "--write-config also writes the real one for --config.",
+    )
     stack.add_argument("--data-dir", default=None, help="persist data here (default: temporary)")
     stack.add_argument("--no-s3", action="store_true", help="keep payloads in a local folder")
     stack.add_argument(
@@ -64,51 +69,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="also write the config with its real credentials to PATH (mode 0600)",
     )
-    verify = commands.add_parser("verify", help="check every invariant; exit 1 on violations")
-    reconcile = commands.add_parser(
-        "reconcile", help="roll stuck versions forward and remove old orphan payloads"
-    )
-    for sub in (verify, reconcile):
-        sub.add_argument("--config", required=True, help="a ChronosConfig JSON file")
-        sub.add_argument("--db", default=None, help="one database (default: all)")
-        sub.add_argument("--collection", default=None, help="one collection (default: all)")
-        sub.add_argument("--grace-seconds", type=float, default=3600.0, help="orphan age limit")
-    verify.add_argument("--quick", action="store_true", help="check presence, not hashes")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", required=True, metavar="FILE", help="a ChronosConfig JSON file")
+    common.add_argument("--json", action="store_true", help="print one JSON document")
+    add_admin_parsers(commands, common)
+    add_record_parsers(commands, common)
     add_fallback_parser(commands)
     commands.add_parser("version", help="print the library version")
     return parser
-
-
-async def _verify(args: argparse.Namespace) -> int:
-    from chronos_async import Chronos, ChronosConfig
-
-    async with Chronos(ChronosConfig.from_file(args.config)) as chronos:
-        report = await chronos.admin.verify(
-            args.db,
-            args.collection,
-            check_payloads=not args.quick,
-            grace_seconds=args.grace_seconds,
-        )
-    counts = ", ".join(f"{k}={v}" for k, v in sorted(report.counts.items()))
-    print(f"checked: {counts}")
-    for problem in report.problems:
-        print(problem)
-    print("OK: no violations" if report.ok else f"FAILED: {len(report.problems)} violation(s)")
-    return 0 if report.ok else 1
-
-
-async def _reconcile(args: argparse.Namespace) -> int:
-    from chronos_async import Chronos, ChronosConfig
-
-    async with Chronos(ChronosConfig.from_file(args.config)) as chronos:
-        done = await chronos.admin.reconcile(
-            args.db, args.collection, grace_seconds=args.grace_seconds
-        )
-    print(
-        f"rolled forward: {done.rolled_forward}, adopted creations: {done.adopted_creates}, "
-        f"orphan payloads removed: {done.orphans_removed}"
-    )
-    return 0
 
 
 # -- config files -----------------------------------------------------------------------
@@ -150,26 +118,43 @@ async def _local_stack(data_dir: str | None, s3: bool, config_path: str | None) 
                 f"Config with credentials written to {written.resolve()} (mode 0600)",
                 file=sys.stderr,
             )
-        print("Local stack running; press Ctrl-C to stop.", file=sys.stderr, flush=True)
-        await asyncio.Event().wait()
+        if config_path is None:
+            print(
+                "The credentials above are masked: run with --write-config PATH to get a "
+                "config file for --config or your app.",
+                file=sys.stderr,
+            )
+        print("Local stack running; press Ctrl-C (or send SIGTERM) to stop.", file=sys.stderr)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # SIGTERM stops the stack as Ctrl-C does: servers stopped, temporary folders removed.
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
-    if args.command == "version":
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version or args.command == "version":
         from chronos_async import __version__
 
         print(__version__)
         return 0
-    from chronos_async import ChronosError
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from chronos_async import ChronosError, NotFoundError
 
     try:
-        if args.command == "verify":
-            return asyncio.run(_verify(args))
-        if args.command == "reconcile":
-            return asyncio.run(_reconcile(args))
+        if args.command in ADMIN_COMMANDS:
+            return asyncio.run(run_admin(args))
+        if args.command in RECORD_COMMANDS:
+            return asyncio.run(run_record(args))
         if args.command == "fallback":
             return asyncio.run(run_fallback(args))
         if args.command == "demo":
@@ -180,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_local_stack(args.data_dir, not args.no_s3, args.write_config))
     except KeyboardInterrupt:
         return 130
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except NotFoundError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     except ChronosError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

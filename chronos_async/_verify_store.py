@@ -82,7 +82,10 @@ async def confirm_orphans(
     if kept:
         scan.add("payloads_referenced_elsewhere", len(candidates) - len(orphans))
     for key in orphans:
-        scan.problem("orphan_payload", _tenant_of(key), None, None, f"unreferenced object {key}")
+        # A payload key names its record and version (a pack key names neither).
+        parsed = parse_payload_key(key)
+        item_id, ov = (parsed[3], parsed[4]) if parsed is not None else (None, None)
+        scan.problem("orphan_payload", _tenant_of(key), item_id, ov, f"unreferenced object {key}")
     return orphans
 
 

@@ -159,7 +159,8 @@ async def test_reconcile_removes_old_orphans_and_adopts_dead_creations(
     young = await store.admin.verify(db_name)
     assert young.ok and young.counts["in_flight_payloads"] == 1
     old = await store.admin.verify(db_name, grace_seconds=0)
-    assert kinds(old) == [("orphan_payload", None)]
+    assert kinds(old) == [("orphan_payload", r.id)]  # the key names its record and version
+    assert old.problems[0].ov == 7
     lone = await users.create({"email": "lone@x"})
     await scope.repo.heads.delete_one({"_id": head_id(None, lone.id)})
     await scope.repo.versions.update_one(

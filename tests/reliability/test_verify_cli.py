@@ -135,7 +135,8 @@ async def test_verify_cli_exit_codes_and_reports(
         code, out = await run_cli(
             "verify", "--config", str(config_file), "--db", db_name, "--collection", "other"
         )
-        assert code == 0, out  # nothing to check in a collection that does not exist
+        assert code == 2, out  # a collection that does not exist is a usage error
+        assert "no collection 'other'" in out
         code, out = await run_cli("verify", "--config", str(tmp_path / "missing.json"))
         assert code == 2, out
         code, out = await run_cli("verify")
