@@ -103,6 +103,40 @@ def write_config(config: ChronosConfig, path: str | Path) -> Path:
 
 
 async def _local_stack(data_dir: str | None, s3: bool, config_path: str | None) -> int:
+    """Run the stack until Ctrl-C or SIGTERM. SIGTERM during start-up cancels the start
+    (LocalStack stops what it started); afterwards it ends the wait. Either way the
+    servers stop and their temporary folders are removed."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    stop = asyncio.Event()
+    state = {"running": False, "terminated": False}
+
+    def on_sigterm() -> None:
+        state["terminated"] = True
+        if state["running"]:
+            stop.set()
+        else:
+            task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        return await _run_stack(data_dir, s3, config_path, stop, state)
+    except asyncio.CancelledError:
+        if not state["terminated"]:
+            raise
+        return 0
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def _run_stack(
+    data_dir: str | None,
+    s3: bool,
+    config_path: str | None,
+    stop: asyncio.Event,
+    state: dict[str, bool],
+) -> int:
     from chronos_async.embedded import LocalStack
 
     async with LocalStack(data_dir=data_dir, s3=s3) as stack:
@@ -118,21 +152,15 @@ async def _local_stack(data_dir: str | None, s3: bool, config_path: str | None) 
                 f"Config with credentials written to {written.resolve()} (mode 0600)",
                 file=sys.stderr,
             )
-        if config_path is None:
+        else:
             print(
                 "The credentials above are masked: run with --write-config PATH to get a "
                 "config file for --config or your app.",
                 file=sys.stderr,
             )
+        state["running"] = True
         print("Local stack running; press Ctrl-C (or send SIGTERM) to stop.", file=sys.stderr)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        # SIGTERM stops the stack as Ctrl-C does: servers stopped, temporary folders removed.
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            loop.remove_signal_handler(signal.SIGTERM)
+        await stop.wait()
     return 0
 
 
