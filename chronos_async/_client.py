@@ -77,15 +77,40 @@ class Chronos:
     :class:`ClosedError`.
     """
 
-    def __init__(self, config: ChronosConfig | Mapping[str, Any] | str | bytes) -> None:
+    def __init__(
+        self, config: ChronosConfig | Mapping[str, Any] | str | bytes | os.PathLike[str]
+    ) -> None:
+        """``config``: a :class:`ChronosConfig`, a dict, JSON text (``str`` or ``bytes``)
+        or the path of a JSON config file.
+
+        A ``str`` is JSON text when it starts with ``{`` (after whitespace), else a file
+        path: ``Chronos("chronos.json")`` and ``Chronos(Path("chronos.json"))`` both read
+        the file (:meth:`ChronosConfig.from_file`). ``bytes`` are always JSON text. A file
+        that cannot be read or parsed raises :class:`ConfigError` naming it.
+        """
         if isinstance(config, ChronosConfig):
             self.config = config
+        elif isinstance(config, os.PathLike):
+            self.config = ChronosConfig.from_file(config)
+        elif isinstance(config, str) and not config.lstrip().startswith("{"):
+            try:
+                self.config = ChronosConfig.from_file(config)
+            except ConfigError as exc:
+                if os.path.exists(config):
+                    raise
+                raise ConfigError(
+                    f"{exc} (Chronos reads a str that does not start with '{{' as the path "
+                    "of a config file; pass JSON text as an object, '{...}')"
+                ) from None
         elif isinstance(config, (Mapping, str, bytes)):
             self.config = ChronosConfig.load(
                 dict(config) if isinstance(config, Mapping) else config
             )
         else:
-            raise ConfigError("Chronos takes a ChronosConfig, a dict or JSON text")
+            raise ConfigError(
+                "Chronos takes a ChronosConfig, a dict, JSON text or the path of a JSON "
+                f"config file, not {type(config).__name__}"
+            )
         buckets: list[str | None] = [c.json_bucket for c in self.config.spaces_conns] or [
             None
         ] * len(self.config.mongo_uris)

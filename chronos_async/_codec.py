@@ -139,16 +139,35 @@ def _check_unicode(text: str, what: str) -> None:
         ) from None
 
 
+#: What to do about a value that is not JSON: said by every such error.
+_CONVERT_HINT = (
+    "an untyped collection stores JSON types only (dict, list, str, int, float, bool, "
+    "None) and converts nothing: convert the data first (a pydantic model's "
+    'model_dump(mode="json") turns Decimal, datetime, UUID and enums into JSON values), '
+    "or use a typed collection, chronos.collection(name, db=..., model=YourModel), "
+    "which stores model instances that way"
+)
+
+
+def _is_pydantic_model(value: object) -> bool:
+    """True for a pydantic model instance (checked by duck type: this module is pure)."""
+    return hasattr(type(value), "__pydantic_fields__") and hasattr(value, "model_dump")
+
+
 def _not_a_json_type(value: object) -> ValidationError:
     """The error naming the type of ``value`` (never the value: it may be personal data)."""
     name = type(value).__name__
     article = "an" if name[:1] in "AEIOaeio" else "a"
     if isinstance(value, enum.Enum):
         note = " (an Enum member)"
+    elif _is_pydantic_model(value):
+        note = " (a pydantic model)"
     else:
         base = next((b for b in (str, int, float, dict, list, tuple) if isinstance(value, b)), None)
         note = f" (a subclass of {base.__name__})" if base is not None else ""
-    return ValidationError(f"payload holds {article} {name}{note}, which is not a JSON type")
+    return ValidationError(
+        f"payload holds {article} {name}{note}, which is not a JSON type; {_CONVERT_HINT}"
+    )
 
 
 def _probe_orjson_chain_limit() -> int | None:
@@ -174,8 +193,8 @@ def _not_json(data: Any) -> ValidationError:
     try:
         orjson.dumps(data, default=_reject, option=_OPTIONS)
     except (TypeError, orjson.JSONEncodeError) as exc:
-        return ValidationError(f"payload is not JSON-serializable: {exc}")
-    return ValidationError("payload is not JSON-serializable")
+        return ValidationError(f"payload is not JSON-serializable: {exc}; {_CONVERT_HINT}")
+    return ValidationError(f"payload is not JSON-serializable; {_CONVERT_HINT}")
 
 
 class _Wrappers(threading.local):
@@ -221,6 +240,13 @@ def _dump(data: Any, max_depth: int) -> bytes:
     containers too, so when it trips the reference walk decides.
     """
     if not isinstance(data, dict):
+        if _is_pydantic_model(data):
+            name = type(data).__name__
+            raise ValidationError(
+                f"a record's data must be a JSON object (dict), not a pydantic model "
+                f'({name}): pass its model_dump(mode="json"), or open the collection typed, '
+                f"chronos.collection(name, db=..., model={name}), to write {name} instances"
+            )
         raise ValidationError(
             f"a record's data must be a JSON object (dict), not {type(data).__name__}"
         )

@@ -28,6 +28,18 @@ class Collection(Generic[DataT]):
     Get one from :meth:`Chronos.collection`. Every write creates an immutable version
     and returns a :class:`WriteResult`; reads return :class:`Item` objects or ``None``.
 
+    Rules that hold for every method:
+
+    * Missing things: reads that look something up (:meth:`get_latest`,
+      :meth:`get_version`, :meth:`get_as_of`) return ``None``; operations that need a
+      version to work on (:meth:`diff`, :meth:`restore_object`, :meth:`lineage`, writes
+      to a record that does not exist) raise :class:`NotFoundError`, whose ``id``/``ov``
+      name what is missing.
+    * Times (every ``at=``) are aware datetimes or ISO-8601 text with an offset; naive
+      ones raise :class:`ValidationError` (UTC or local time cannot be told apart).
+    * An untyped collection stores JSON types only and converts nothing: pass
+      ``model.model_dump(mode="json")``, or use a typed collection (``model=``).
+
     Example::
 
         users = chronos.collection("users", db="myapp")
@@ -87,7 +99,10 @@ class Collection(Generic[DataT]):
     ) -> WriteResult:
         """Create a record (``ov=0``).
 
-        ``id`` defaults to a new ObjectId string; an id that is taken raises
+        ``data`` is a JSON object: on an untyped collection a dict of JSON types only (a
+        pydantic model, or a dict holding a ``Decimal``/``datetime``, raises
+        :class:`ValidationError`: pass ``model_dump(mode="json")`` or use a typed
+        collection). ``id`` defaults to a new ObjectId string; an id that is taken raises
         :class:`ItemExistsError`. ``parent_id``/``origin_id`` record lineage: when only a
         parent is given, the origin is the parent's origin (or the parent itself).
 
@@ -122,7 +137,12 @@ class Collection(Generic[DataT]):
 
         ``expected_ov`` is required: the ``ov`` you read (:class:`VersionConflictError` if
         the record moved on since), or an explicit ``None`` to overwrite whatever is there.
-        Updating a deleted record raises :class:`ItemDeletedError`. ``idempotency_key``:
+        Why required here and optional on :meth:`delete`, :meth:`enrich` and
+        :meth:`restore_object`: ``update`` replaces the whole record with data built from
+        an earlier read, so without the check a change made since that read is silently
+        lost; the others do not build on the data you read (a merge applies to whatever is
+        current). Updating a deleted record raises :class:`ItemDeletedError`, a missing
+        one :class:`NotFoundError`. ``data``: as for :meth:`create`. ``idempotency_key``:
         as for :meth:`create`.
         """
         return await self._writer.update(
@@ -150,6 +170,10 @@ class Collection(Generic[DataT]):
         :meth:`restore_object` can bring it back. ``hard=True`` (only when the config's
         ``hard_delete_enabled`` is set) removes the record, its versions and payloads; it
         takes no ``idempotency_key`` (no version remains to record it).
+
+        ``expected_ov`` is optional (default ``None``: no check): a delete does not build
+        on data read earlier, so it cannot lose a concurrent change the way
+        :meth:`update` can; pass the ``ov`` you read to refuse a record that moved on.
         """
         if hard:
             if idempotency_key is not None:
@@ -198,7 +222,12 @@ class Collection(Generic[DataT]):
         presign: bool = False,
         ttl_seconds: int = 3600,
     ) -> Item[DataT] | None:
-        """Version ``ov`` of the record, or ``None`` if it does not exist."""
+        """Version ``ov`` of the record (deleted versions included), or ``None`` when the
+        record or that version does not exist.
+
+        A read answers ``None`` for what is not there; operations that need the version
+        (:meth:`diff`, :meth:`restore_object`) raise :class:`NotFoundError` instead.
+        """
         projection = self._codec.projection(projection)
         item = await self._reader.version(
             id, ov, projection=projection, presign=presign, ttl_seconds=ttl_seconds
@@ -215,7 +244,9 @@ class Collection(Generic[DataT]):
         ttl_seconds: int = 3600,
         include_deleted: bool = False,
     ) -> Item[DataT] | None:
-        """The record as it was at ``at`` (a datetime or ISO-8601 text).
+        """The record as it was at ``at``: an aware datetime or ISO-8601 text with an
+        offset (``"2026-03-01T00:00:00Z"``); a naive datetime, or text without an offset,
+        raises :class:`ValidationError` rather than being guessed as UTC or local time.
 
         Returns the newest version committed at or before ``at``; ``None`` before the
         record was created, or when it was deleted at that time (unless
@@ -248,8 +279,9 @@ class Collection(Generic[DataT]):
         ``filter`` may only name the collection map's ``indexed_props`` and use ``$eq $ne
         $in $nin $gt $gte $lt $lte $exists`` (plus ``$and``/``$or``). ``sort`` names
         indexed props or ``updated_at``/``created_at``/``id`` (default newest update
-        first). ``limit`` defaults to 50 and is capped at 1000. Pass the page's
-        ``next_cursor`` as ``after`` to get the next page.
+        first). ``limit`` defaults to 50; above ``limits.max_list_limit`` (1000) it raises
+        :class:`ValidationError` (never silently fewer). Pass the page's ``next_cursor``
+        as ``after`` to get the next page.
 
         Example::
 
@@ -283,6 +315,10 @@ class Collection(Generic[DataT]):
     async def diff(self, id: str, from_ov: int, to_ov: int) -> list[dict[str, Any]]:
         """RFC 6902 JSON Patch operations turning version ``from_ov``'s data into ``to_ov``'s.
 
+        Both versions must exist: a missing record or version raises
+        :class:`NotFoundError` naming the argument (``"to_ov=999: no such version..."``)
+        and the version (``ov``); :meth:`get_version` is the read that answers ``None``.
+
         Example::
 
             await users.diff(r.id, 0, 2)
@@ -294,7 +330,8 @@ class Collection(Generic[DataT]):
         """The record's ancestors, nearest first (parent, grandparent, ... origin).
 
         Follows ``parent_id`` within this collection; stops at a record without a parent,
-        at a parent outside the collection, or at a cycle.
+        at a parent outside the collection, or at a cycle. No such record:
+        :class:`NotFoundError`.
         """
         return self._codec.items(await self._history.lineage(id))
 
@@ -357,6 +394,11 @@ class Collection(Generic[DataT]):
         ``restored_from``. Restoring a deleted record to a version before its deletion
         brings it back; restoring to a deletion deletes it. Exactly one of ``ov``/``at``.
 
+        A target that does not exist raises :class:`NotFoundError` (``ov`` names a missing
+        version; for ``at``, the record did not exist yet). ``at`` is an aware datetime or
+        ISO-8601 text with an offset (naive: :class:`ValidationError`). ``expected_ov`` is
+        optional: a restore does not build on data read earlier (see :meth:`update`).
+
         Example::
 
             await users.restore_object(r.id, at="2026-03-01T00:00:00Z", reason="undo import")
@@ -389,7 +431,8 @@ class Collection(Generic[DataT]):
         records deleted since come back. Only records changed since the target are
         touched (found through the version index). Safe to run again after an
         interruption: records already in their target state are left alone.
-        ``progress(done, total)`` (sync or async) is called after each record.
+        ``progress(done, total)`` (sync or async) is called after each record. ``at`` is
+        an aware datetime or ISO-8601 text with an offset (naive: :class:`ValidationError`).
 
         Example::
 

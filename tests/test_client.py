@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,6 +41,26 @@ async def test_dict_and_json_configs_are_accepted(make_config: Any) -> None:
         Chronos({"mongoUris": ["mongodb://x"], "nonsense": True})
     with pytest.raises(ConfigError):
         Chronos(42)  # type: ignore[arg-type]
+
+
+async def test_a_config_file_path_is_read_as_str_or_path(
+    make_config: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "chronos.json"
+    path.write_text(make_config("local").to_json(reveal_secrets=True))
+    monkeypatch.chdir(tmp_path)
+    for given in ("chronos.json", str(path), path):
+        async with Chronos(given) as chronos:
+            assert chronos.config.resolved_payload_storage == "local"
+    # JSON text is still JSON text; a missing file is a ConfigError that says how a str is read.
+    assert Chronos(path.read_text()).config == Chronos(path).config
+    with pytest.raises(ConfigError, match=r"cannot read config file 'missing\.json'.*path"):
+        Chronos("missing.json")
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        Chronos(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{nope")
+    with pytest.raises(ConfigError, match=r"'bad\.json' is not valid JSON"):
+        Chronos("bad.json")
 
 
 async def test_unreachable_mongo_fails_fast_with_retryable_error(make_config: Any) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import anyio
 import pytest
 
-from chronos_async import Collection, IntegrityError, ValidationError
+from chronos_async import Chronos, Collection, IntegrityError, ValidationError
 from chronos_async._keys import head_id
+from tests.conftest import USERS_MAP
 
 
 async def _three_versions(users: Collection) -> tuple[str, list[object]]:
@@ -127,12 +129,43 @@ async def test_list_by_meta_excludes_deleted_unless_asked(users: Collection) -> 
     assert len((await users.list_by_meta({"status": "x"}, include_deleted=True)).items) == 2
 
 
-async def test_list_limit_is_capped_and_validated(users: Collection) -> None:
+async def test_list_limit_is_validated_never_silently_capped(users: Collection) -> None:
     await users.create({"email": "a@x"})
     with pytest.raises(ValidationError):
         await users.list_by_meta(limit=0)
-    page = await users.list_by_meta(limit=10_000)
-    assert len(page.items) == 1
+    assert len((await users.list_by_meta(limit=1000)).items) == 1  # the maximum itself
+    for too_many in (1001, 5000, 10_000):
+        with pytest.raises(ValidationError, match=r"from 1 to 1000.*max_list_limit"):
+            await users.list_by_meta(limit=too_many)
+
+
+async def test_list_limit_follows_a_configured_maximum(make_config: Any, db_name: str) -> None:
+    config = make_config("local", collection_maps=USERS_MAP)
+    config = config.model_copy(
+        update={"limits": config.limits.model_copy(update={"max_list_limit": 10})}
+    )
+    async with Chronos(config) as chronos:
+        users = chronos.collection("users", db=db_name)
+        await users.create({"email": "a@x"})
+        assert len((await users.list_by_meta()).items) == 1  # default 50, within 10
+        with pytest.raises(ValidationError, match="from 1 to 10 "):
+            await users.list_by_meta(limit=11)
+
+
+@pytest.mark.parametrize(
+    "naive",
+    [datetime(2100, 1, 1), "2100-01-01T00:00:00", "2100-01-01"],
+    ids=repr,
+)
+async def test_get_as_of_refuses_naive_times(users: Collection, naive: datetime | str) -> None:
+    r = await users.create({"email": "a@x"})
+    with pytest.raises(ValidationError, match="time zone") as info:
+        await users.get_as_of(r.id, naive)
+    assert "Z" in str(info.value) and "tzinfo=UTC" in str(info.value)
+    aware = await users.get_as_of(r.id, datetime(2100, 1, 1, tzinfo=UTC))
+    assert aware is not None and aware.ov == 0
+    east = await users.get_as_of(r.id, "2100-01-01T00:00:00+02:00")
+    assert east is not None and east.ov == 0
 
 
 @pytest.mark.parametrize(

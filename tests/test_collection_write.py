@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+from decimal import Decimal
 from typing import Any
 
+import pydantic
 import pytest
 
 from chronos_async import (
@@ -238,3 +241,46 @@ async def test_concurrent_writers_on_one_record_lose_nothing(users: Collection) 
     final = await users.get_latest(r.id)
     assert final is not None and final.data["n"] == 16 and final.ov == 16
     assert [v.ov async for v in users.history(r.id)] == list(range(16, -1, -1))
+
+
+async def test_untyped_writes_refuse_models_and_non_json_values_saying_what_to_do(
+    users: Collection,
+) -> None:
+    class User(pydantic.BaseModel):
+        email: str
+        balance: Decimal
+
+    ada = User(email="a@x", balance=Decimal("1.50"))
+    before = await footprint(users)
+    with pytest.raises(ValidationError) as info:
+        await users.create(ada)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert "pydantic model (User)" in message
+    assert 'model_dump(mode="json")' in message and "model=User" in message
+    # model_dump() keeps the Decimal: refused, not converted behind the caller's back.
+    with pytest.raises(ValidationError) as info:
+        await users.create(ada.model_dump())
+    message = str(info.value)
+    assert "Decimal" in message and "not a JSON type" in message
+    assert 'model_dump(mode="json")' in message and "typed collection" in message
+    assert "1.50" not in message  # never the value
+    assert await footprint(users) == before
+    r = await users.create({"email": "b@x"})
+    before = await footprint(users)
+    with pytest.raises(ValidationError, match=r"pydantic model \(User\).*model_dump"):
+        await users.update(r.id, ada, expected_ov=0)  # type: ignore[arg-type]
+    assert await footprint(users) == before
+    # What the message recommends works.
+    done = await users.update(r.id, ada.model_dump(mode="json"), expected_ov=0)
+    item = await users.get_version(r.id, done.ov)
+    assert item is not None and item.data == {"email": "a@x", "balance": "1.50"}
+
+
+def test_update_requires_expected_ov_and_the_docs_say_why() -> None:
+    params = inspect.signature(Collection.update).parameters
+    assert params["expected_ov"].default is inspect.Parameter.empty
+    for optional in (Collection.delete, Collection.enrich, Collection.restore_object):
+        assert inspect.signature(optional).parameters["expected_ov"].default is None
+    assert "lost" in (Collection.update.__doc__ or "")
+    assert "optional" in (Collection.delete.__doc__ or "")
+    assert "optional" in (Collection.restore_object.__doc__ or "")

@@ -12,6 +12,7 @@ import pytest
 from chronos_async import ChronosConfig, ConfigError
 from chronos_async.__main__ import write_config
 from chronos_async._redact import redact_uri
+from chronos_async._sections import CollectionMap
 
 ORIGINAL_STYLE: dict[str, Any] = {
     "mongoUris": ["mongodb://app:s3cr3t-pw@db1:27017,db2:27017,db3:27017/app?replicaSet=rs0"],
@@ -393,3 +394,28 @@ def test_write_config_writes_the_real_config_readable_by_the_owner_only(tmp_path
     assert elsewhere.read_text() == "untouched"
     with pytest.raises(FileNotFoundError):
         write_config(config, tmp_path / "missing-dir" / "chronos.json")
+
+
+def test_model_copy_validates_its_update() -> None:
+    config = ChronosConfig.load(ORIGINAL_STYLE)
+    # A dict where a section belongs becomes the section (pydantic's copy kept the dict).
+    copy = config.model_copy(update={"collection_maps": {"users": {"indexed_props": ["email"]}}})
+    assert isinstance(copy.collection_maps["users"], CollectionMap)
+    assert copy.collection_map("users").indexed_props == ["email"]
+    assert copy.mongo_uris == config.mongo_uris  # secrets carried over, not masked
+    assert copy.spaces_conns[0].secret_key.get_secret_value() == "very-secret-key"
+    assert copy.model_fields_set == config.model_fields_set | {"collection_maps"}
+    assert config.model_copy(update={"collectionMaps": {}}).collection_maps == {}  # alias
+    # Problems raise ConfigError at once, naming the key.
+    with pytest.raises(ConfigError, match=r"collection_maps\.users\.bogus"):
+        config.model_copy(update={"collection_maps": {"users": {"bogus": 1}}})
+    with pytest.raises(ConfigError, match="unknown configuration key 'no_such_key'"):
+        config.model_copy(update={"no_such_key": 1})
+    with pytest.raises(ConfigError, match="spaces_conns has 1 entries but mongo_uris has 2"):
+        config.model_copy(update={"mongo_uris": ["mongodb://a", "mongodb://b"]})
+    # Sections validate too; no update, or deep=True, still copy.
+    with pytest.raises(ConfigError, match="max_list_limit"):
+        config.limits.model_copy(update={"max_list_limit": "many"})
+    assert config.model_copy() == config
+    deep = config.model_copy(update={"hard_delete_enabled": True}, deep=True)
+    assert deep.hard_delete_enabled and deep.routing == config.routing

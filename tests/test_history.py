@@ -69,3 +69,21 @@ async def test_lineage_stops_at_a_cycle(users: Collection) -> None:
     await users.create({"email": "b@x"}, id="b", parent_id="a", origin_id="a")
     await users.create({"email": "a@x"}, id="a", parent_id="b", origin_id="b")
     assert [i.id for i in await users.lineage("a")] == ["b"]
+
+
+async def test_missing_versions_read_none_but_diff_raises_naming_the_ov(
+    users: Collection,
+) -> None:
+    # One rule: a read answers None, an operation that needs the version raises.
+    item_id, _ = await _evolve(users)
+    assert await users.get_version(item_id, 999) is None
+    with pytest.raises(NotFoundError, match=r"to_ov=999.*newest is ov=3") as info:
+        await users.diff(item_id, 0, 999)
+    assert (info.value.id, info.value.ov) == (item_id, 999)
+    with pytest.raises(NotFoundError, match=r"from_ov=7") as info:
+        await users.diff(item_id, 7, 0)
+    assert info.value.ov == 7
+    assert await users.get_version("no-such-record", 0) is None
+    with pytest.raises(NotFoundError, match="no record") as info:
+        await users.diff("no-such-record", 0, 1)
+    assert (info.value.id, info.value.ov) == ("no-such-record", None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -284,3 +284,25 @@ async def test_a_failing_progress_callback_stops_cleanly_with_a_report(
     again = await users.restore_collection(cv=target)
     assert sorted(again.restored) == sorted(set(ids) - done)
     assert sorted(again.unchanged) == sorted(done)
+
+
+async def test_restore_to_a_missing_version_names_it(users: Collection) -> None:
+    r = await users.create({"email": "a@x"})
+    before = await footprint(users)
+    with pytest.raises(NotFoundError, match=r"ov=999.*newest is ov=0") as info:
+        await users.restore_object(r.id, ov=999)
+    assert (info.value.id, info.value.ov) == (r.id, 999)
+    assert await footprint(users) == before
+
+
+@pytest.mark.parametrize(
+    "naive", [datetime(2026, 3, 1), "2026-03-01T00:00:00", "2026-03-01"], ids=repr
+)
+async def test_restores_refuse_naive_times(users: Collection, naive: datetime | str) -> None:
+    r = await users.create({"email": "a@x"})
+    before = await footprint(users)
+    with pytest.raises(ValidationError, match="time zone"):
+        await users.restore_object(r.id, at=naive)
+    with pytest.raises(ValidationError, match="time zone"):
+        await users.restore_collection(at=naive)
+    assert await footprint(users) == before

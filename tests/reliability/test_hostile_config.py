@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
+import pydantic
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -97,7 +98,8 @@ async def test_a_config_that_skipped_validation_still_fails_cleanly_at_start(
 ) -> None:
     valid = ChronosConfig.model_validate({"mongoUris": [mongo_uri], "payloadStorage": "mongo"})
     for bad in (f"mongodb://adm:in:{LEAK}@127.0.0.1", f"mongodb://admin:{LEAK}%zz@127.0.0.1"):
-        broken = valid.model_copy(update={"mongo_uris": [bad]})  # model_copy does not validate
+        # pydantic's own model_copy skips validation (ChronosConfig's validates).
+        broken = pydantic.BaseModel.model_copy(valid, update={"mongo_uris": [bad]})
         with pytest.raises(ConfigError, match="refused by pymongo") as info:
             async with Chronos(broken):
                 pytest.fail("started with a URI pymongo refuses")
