@@ -19,6 +19,7 @@ from chronos_async._reconcile import (
     referenced_keys,
 )
 from chronos_async._rollforward import settle_age_us
+from chronos_async._telemetry import traced
 from chronos_async._verify import (
     CollectionScan,
     ReferenceCheck,
@@ -105,6 +106,7 @@ class Admin:
     def __init__(self, chronos: Chronos) -> None:
         self._chronos = chronos
 
+    @traced("admin.health")
     async def health(self, *, check_seconds: float = 5.0) -> HealthReport:
         """Ping every backend's MongoDB and payload store (each check bounded by ``check_seconds``).
 
@@ -208,6 +210,7 @@ class Admin:
             scans.append(scan)
         return scans
 
+    @traced("admin.verify")
     async def verify(
         self,
         db: str | None = None,
@@ -243,6 +246,7 @@ class Admin:
                 counts[key] = counts.get(key, 0) + value
         return VerifyReport(problems=problems, counts=counts)
 
+    @traced("admin.repair")
     async def repair(self, db: str | None = None, collection: str | None = None) -> ReconcileReport:
         """Publish versions whose writers died between claim and publication.
 
@@ -262,6 +266,7 @@ class Admin:
             )
         return total
 
+    @traced("admin.reconcile")
     async def reconcile(
         self,
         db: str | None = None,

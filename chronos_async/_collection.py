@@ -16,6 +16,7 @@ from chronos_async._models import DataT, Item, Page, VersionInfo, WriteResult
 from chronos_async._read import Reader
 from chronos_async._restore import Progress, RestoreReport, restore_collection, restore_object
 from chronos_async._scope import Scope
+from chronos_async._telemetry import traced
 from chronos_async._typed import ModelCodec
 from chronos_async._write import Writer
 
@@ -86,6 +87,7 @@ class Collection(Generic[DataT]):
 
     # -- writes ------------------------------------------------------------------------
 
+    @traced("create")
     async def create(
         self,
         data: DataT | dict[str, Any],
@@ -123,6 +125,7 @@ class Collection(Generic[DataT]):
             idempotency_key=idempotency_key,
         )
 
+    @traced("update")
     async def update(
         self,
         id: str,
@@ -154,6 +157,7 @@ class Collection(Generic[DataT]):
             idempotency_key=idempotency_key,
         )
 
+    @traced("delete")
     async def delete(
         self,
         id: str,
@@ -189,6 +193,7 @@ class Collection(Generic[DataT]):
 
     # -- reads -------------------------------------------------------------------------
 
+    @traced("get_latest")
     async def get_latest(
         self,
         id: str,
@@ -213,6 +218,7 @@ class Collection(Generic[DataT]):
         )
         return self._codec.maybe(item)
 
+    @traced("get_version")
     async def get_version(
         self,
         id: str,
@@ -234,6 +240,7 @@ class Collection(Generic[DataT]):
         )
         return self._codec.maybe(item)
 
+    @traced("get_as_of")
     async def get_as_of(
         self,
         id: str,
@@ -262,6 +269,7 @@ class Collection(Generic[DataT]):
         )
         return self._codec.maybe(item)
 
+    @traced("list_by_meta")
     async def list_by_meta(
         self,
         filter: Mapping[str, Any] | None = None,
@@ -312,6 +320,7 @@ class Collection(Generic[DataT]):
         """
         return self._history.versions(id, include_diff=include_diff)
 
+    @traced("diff")
     async def diff(self, id: str, from_ov: int, to_ov: int) -> list[dict[str, Any]]:
         """RFC 6902 JSON Patch operations turning version ``from_ov``'s data into ``to_ov``'s.
 
@@ -326,6 +335,7 @@ class Collection(Generic[DataT]):
         """
         return await self._history.diff(id, from_ov, to_ov)
 
+    @traced("lineage")
     async def lineage(self, id: str) -> list[Item[DataT]]:
         """The record's ancestors, nearest first (parent, grandparent, ... origin).
 
@@ -337,6 +347,7 @@ class Collection(Generic[DataT]):
 
     # -- history-changing writes -------------------------------------------------------
 
+    @traced("enrich")
     async def enrich(
         self,
         id: str,
@@ -377,6 +388,7 @@ class Collection(Generic[DataT]):
             check=self._codec.check if self.model else None,
         )
 
+    @traced("restore_object")
     async def restore_object(
         self,
         id: str,
@@ -414,6 +426,7 @@ class Collection(Generic[DataT]):
             idempotency_key=idempotency_key,
         )
 
+    @traced("restore_collection")
     async def restore_collection(
         self,
         *,
