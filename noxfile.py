@@ -1,4 +1,5 @@
-"""Nox sessions: ``nox`` runs lint, typecheck and tests; ``nox -s bench`` the benchmarks.
+"""Nox sessions: ``nox`` runs lint, typecheck and tests; ``nox -s docs`` builds the docs
+site (strict); ``nox -s bench`` runs the benchmarks.
 
 Each session gets its own virtualenv; extra arguments after ``--`` go to the tool, e.g.
 ``nox -s tests -- -k embedded -x``.
@@ -32,6 +33,19 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over the package (with its dependencies installed for their types)."""
     session.install("-e", ".[dev]")
     session.run("mypy", "--strict", "chronos_async")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (mkdocs-material) in strict mode: any warning fails.
+
+    ``nox -s docs -- serve`` serves it with live reload instead.
+    """
+    session.install("-e", ".[docs]")
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:], env={"NO_MKDOCS_2_WARNING": "1"})
+    else:
+        session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session
