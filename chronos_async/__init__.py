@@ -40,6 +40,7 @@ from chronos_async._errors import (
 from chronos_async._models import Item, Operation, Page, VersionInfo, WriteResult
 from chronos_async._reconcile import ReconcileReport
 from chronos_async._restore import RestoreReport
+from chronos_async._routing import RouteInfo
 from chronos_async._verify import Problem, VerifyReport
 from chronos_async.fallback import Fallback, FallbackOp, QueuedCollection, QueuedWrite, QueueStats
 from chronos_async.storage._batcher import PackStats
@@ -84,6 +85,7 @@ __all__ = [
     "ReconcileReport",
     "RestoreInterruptedError",
     "RestoreReport",
+    "RouteInfo",
     "SpacesConnection",
     "StorageError",
     "ValidationError",

@@ -22,7 +22,7 @@ from chronos_async._collection import Collection
 from chronos_async._config import ChronosConfig
 from chronos_async._errors import ClosedError, ConfigError
 from chronos_async._keys import validate_collection, validate_db, validate_tenant
-from chronos_async._routing import backend_id, choose_backend, routing_key
+from chronos_async._routing import RouteInfo, backend_id, explain_route, routing_key
 from chronos_async._scope import ItemGates, Scope
 from chronos_async._typed import check_model
 from chronos_async.fallback import Fallback
@@ -270,11 +270,18 @@ class Chronos:
 
     # -- handles -----------------------------------------------------------------------
 
-    def route(self, *, db: str, collection: str, tenant: str | None = None) -> Backend:
-        """The backend that holds ``db.collection`` (of ``tenant``)."""
+    def route(self, *, db: str, collection: str, tenant: str | None = None) -> RouteInfo:
+        """Which backend holds ``db.collection`` (of ``tenant``), and why: the routing key
+        that ``routing.choose_key`` produced, the hash and, for rendezvous hashing, every
+        backend's score. For operators; records of one collection (and tenant) are never
+        spread over backends, so no record id is needed.
+
+        Example::
+
+            info = chronos.route(db="app", collection="users", tenant="acme")
+            print(info.index, info.backend_id, info.key, info.score)
+        """
         self._check_open()
-        if len(self._backends) == 1:
-            return self._backends[0]
         key = routing_key(
             self.config.routing.choose_key,
             tenant=tenant,
@@ -282,7 +289,14 @@ class Chronos:
             collection=collection,
             item_id=None,
         )
-        return self._backends[choose_backend(key, [b.id for b in self._backends])]
+        return explain_route(key, [b.id for b in self._backends], self.config.routing.hash_algo)
+
+    def backend_for(self, *, db: str, collection: str, tenant: str | None = None) -> Backend:
+        """The open backend that holds ``db.collection`` (of ``tenant``)."""
+        self._check_open()
+        if len(self._backends) == 1:
+            return self._backends[0]
+        return self._backends[self.route(db=db, collection=collection, tenant=tenant).index]
 
     @overload
     def collection(
@@ -323,7 +337,7 @@ class Chronos:
         name = validate_collection(name)
         db = validate_db(db)
         tenant = validate_tenant(tenant) if tenant is not None else None
-        backend = self.route(db=db, collection=name, tenant=tenant)
+        backend = self.backend_for(db=db, collection=name, tenant=tenant)
         repo = RecordRepo(backend.client[db], name)
         idem = IdemRepo(backend.client[db], name)
         cmap = self.config.collection_map(name)

@@ -18,10 +18,19 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from chronos_async._errors import ConfigError, ValidationError
 
-__all__ = ["backend_id", "choose_backend", "jump_hash", "routing_key", "select_backend"]
+__all__ = [
+    "RouteInfo",
+    "backend_id",
+    "choose_backend",
+    "explain_route",
+    "jump_hash",
+    "routing_key",
+    "select_backend",
+]
 
 _MASK64 = (1 << 64) - 1
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-%]+)(?::(\d{1,5}))?")
@@ -127,6 +136,35 @@ def select_backend(key: str, backend_ids: Sequence[str], hash_algo: str) -> int:
     if hash_algo == "jump":
         return jump_hash(key, len(backend_ids))
     raise ValidationError(f"unknown hash algorithm {hash_algo!r}; use 'rendezvous' or 'jump'")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInfo:
+    """Which backend serves a collection, and why (see :meth:`Chronos.route
+    <chronos_async.Chronos.route>`).
+
+    ``key`` is the routing key the ``routing.choose_key`` chain produced; ``algo`` the
+    hash (``rendezvous`` or ``jump``). With rendezvous hashing ``scores`` holds every
+    backend's score (the highest wins, a tie goes to the lower index) and ``score`` the
+    winner's; with jump hashing both are empty. ``backend_id`` carries hosts, database
+    and bucket only, never credentials.
+    """
+
+    index: int
+    backend_id: str
+    key: str
+    algo: str
+    score: int | None = None
+    scores: tuple[int, ...] = ()
+
+
+def explain_route(key: str, backend_ids: Sequence[str], hash_algo: str) -> RouteInfo:
+    """:func:`select_backend` with its reasons: the winning backend, the key, the scores."""
+    index = select_backend(key, backend_ids, hash_algo)
+    if hash_algo != "rendezvous":
+        return RouteInfo(index, backend_ids[index], key, hash_algo)
+    scores = tuple(_score(key, backend) for backend in backend_ids)
+    return RouteInfo(index, backend_ids[index], key, hash_algo, scores[index], scores)
 
 
 def backend_id(index: int, mongo_uri: str, json_bucket: str | None) -> str:

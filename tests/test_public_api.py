@@ -44,6 +44,7 @@ EXPECTED = {
     "ReconcileReport",
     "RestoreInterruptedError",
     "RestoreReport",
+    "RouteInfo",
     "SpacesConnection",
     "StorageError",
     "ValidationError",

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chronos_async import Chronos, ChronosConfig
 from chronos_async._errors import ConfigError, ValidationError
 from chronos_async._routing import (
     _jump,
     backend_id,
     choose_backend,
+    explain_route,
     jump_hash,
     routing_key,
     select_backend,
 )
+from tests.support import drop_databases
 
 KEYS = [f"tenant-{i}" for i in range(5000)]
 ORIGINAL_IDS = [
@@ -245,3 +249,60 @@ def test_backend_id_refuses_uris_it_cannot_split_safely(uri: str) -> None:
     assert "mongo_uris[7]" in message
     assert "u:" not in message
     assert "@" not in message.replace("'@'", "")
+
+
+# -- explaining a route (pure) -----------------------------------------------------------
+
+
+def test_explain_route_names_the_winner_and_every_score() -> None:
+    ids = ["mongodb://a:27017/app|", "mongodb://b:27017/app|", "mongodb://c:27017/app|"]
+    info = explain_route("acme", ids, "rendezvous")
+    assert info.index == choose_backend("acme", ids) and info.backend_id == ids[info.index]
+    assert info.key == "acme" and info.algo == "rendezvous"
+    assert len(info.scores) == 3 and info.score == max(info.scores)
+    assert info.scores.index(info.score) == info.index
+    jumped = explain_route("acme", ids, "jump")
+    assert (jumped.index, jumped.score, jumped.scores) == (jump_hash("acme", 3), None, ())
+
+
+# -- two MongoDB servers: where records really are ---------------------------------------
+
+
+@pytest.mark.parametrize("algo", ["rendezvous", "jump"])
+async def test_route_says_where_each_tenant_lives_on_two_servers(
+    mongo_uri: str, second_mongo_uri: str, db_name: str, tmp_path: Path, algo: str
+) -> None:
+    config = ChronosConfig.model_validate(
+        {
+            "mongo_uris": [mongo_uri, second_mongo_uri],
+            "payload_storage": "local",
+            "local_storage": {"enabled": True, "base_path": str(tmp_path / "payloads")},
+            "routing": {"hash_algo": algo},
+        }
+    )
+    tenants = [f"t{n}" for n in range(24)]
+    try:
+        async with Chronos(config) as chronos:
+            placed: dict[str, int] = {}
+            for tenant in tenants:
+                info = chronos.route(db=db_name, collection="users", tenant=tenant)
+                assert info.key == tenant and info.algo == algo
+                assert info.backend_id == chronos.backends[info.index].id
+                assert "@" not in info.backend_id  # hosts, database, bucket: no credentials
+                placed[tenant] = info.index
+                users = chronos.collection("users", db=db_name, tenant=tenant)
+                created = await users.create({"tenant": tenant})
+                updated = await users.update(created.id, {"tenant": tenant, "n": 1}, expected_ov=0)
+                assert (await users.get_as_of(created.id, created.at)) is not None
+                assert [v.ov async for v in users.history(created.id)] == [1, 0]
+                assert updated.ov == 1
+            counts = [list(placed.values()).count(i) for i in (0, 1)]
+            assert min(counts) >= 6, counts  # both servers used, roughly evenly
+            for tenant, index in placed.items():
+                for backend in chronos.backends:
+                    heads = backend.client[db_name]["users_head"]
+                    found = await heads.count_documents({"_id": {"$regex": f"^{tenant}/"}})
+                    assert found == (1 if backend.index == index else 0), (tenant, index)
+    finally:
+        await drop_databases(mongo_uri, db_name)
+        await drop_databases(second_mongo_uri, db_name)

@@ -188,7 +188,7 @@ class Fallback:
         return self._chronos.collection(doc["collection"], db=doc["db"], tenant=doc["tenant"])
 
     def _queue_of(self, db: str, collection: str, tenant: str | None) -> QueueRepo:
-        backend = self._chronos.route(db=db, collection=collection, tenant=tenant)
+        backend = self._chronos.backend_for(db=db, collection=collection, tenant=tenant)
         return self.queues[backend.index]
 
     async def enqueue(
