@@ -114,7 +114,8 @@ class Chronos:
         buckets: list[str | None] = [c.json_bucket for c in self.config.spaces_conns] or [
             None
         ] * len(self.config.mongo_uris)
-        self._backend_ids = [
+        # Configured ids win: an operator can then rename hosts without re-routing.
+        self._backend_ids = list(self.config.routing.backend_ids or ()) or [
             backend_id(i, uri, bucket)
             for i, (uri, bucket) in enumerate(zip(self.config.mongo_uris, buckets, strict=True))
         ]

@@ -186,6 +186,14 @@ class ChronosConfig(Section):
                 f"spaces_conns has {len(self.spaces_conns)} entries but mongo_uris has "
                 f"{len(self.mongo_uris)}: they pair up by position"
             )
+        ids = self.routing.backend_ids
+        if ids is not None and len(ids) != len(self.mongo_uris):
+            raise ValueError(
+                f"routing.backend_ids has {len(ids)} entries but mongo_uris has "
+                f"{len(self.mongo_uris)}: they pair up by position"
+            )
+        if ids is not None and len(set(ids)) != len(ids):
+            raise ValueError("routing.backend_ids must be distinct")
         if mode == "local" and (self.local_storage is None or not self.local_storage.enabled):
             raise ValueError("payload_storage 'local' needs local_storage.enabled = true")
         return self

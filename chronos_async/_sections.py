@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from chronos_async._errors import ConfigError
@@ -108,6 +115,10 @@ class MongoStorageConfig(Section):
     collection: str = Field(default="payloads", min_length=1, max_length=100)
 
 
+#: A configured backend id (``routing.backend_ids``).
+BackendId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+
+
 class RoutingConfig(Section):
     """How a request picks its backend among ``mongo_uris``.
 
@@ -117,6 +128,10 @@ class RoutingConfig(Section):
 
     hash_algo: Literal["rendezvous", "jump"] = "rendezvous"
     choose_key: str = "tenantId|dbName|collection:objectId"
+    #: One id per backend (same order as ``mongo_uris``), used for rendezvous scores
+    #: instead of the id derived from hosts, database and bucket: with them, hosts can be
+    #: renamed or moved without re-routing anything. 1-64 of ``A-Z a-z 0-9 . _ : -``.
+    backend_ids: list[BackendId] | None = None
 
     @field_validator("choose_key")
     @classmethod

@@ -306,3 +306,79 @@ async def test_route_says_where_each_tenant_lives_on_two_servers(
     finally:
         await drop_databases(mongo_uri, db_name)
         await drop_databases(second_mongo_uri, db_name)
+
+
+def _with_database(uri: str, database: str) -> str:
+    """``uri`` naming ``database`` (the same server, another spelling of the backend)."""
+    scheme, _, rest = uri.partition("://")
+    hosts, slash, tail = rest.partition("/")
+    if slash:
+        options = tail.partition("?")[2]
+    else:
+        hosts, _, options = hosts.partition("?")
+    return f"{scheme}://{hosts}/{database}" + (f"?{options}" if options else "")
+
+
+async def test_configured_backend_ids_keep_routes_when_hosts_are_respelled(
+    mongo_uri: str, second_mongo_uri: str, db_name: str, tmp_path: Path
+) -> None:
+    storage = {
+        "payload_storage": "local",
+        "local_storage": {"enabled": True, "base_path": str(tmp_path / "payloads")},
+    }
+    before = [mongo_uri, second_mongo_uri]
+    after = [_with_database(u, "renamed") for u in before]
+    tenants = [f"t{n}" for n in range(50)]
+
+    def routes(uris: list[str], ids: list[str] | None) -> dict[str, int]:
+        config = ChronosConfig.model_validate(
+            {"mongo_uris": uris, **storage, "routing": {"backend_ids": ids}}
+        )
+        backend_ids = ids or [backend_id(i, u, None) for i, u in enumerate(config.mongo_uris)]
+        return {t: explain_route(t, backend_ids, "rendezvous").index for t in tenants}
+
+    # Derived ids change with the spelling (and so would about half the routes) ...
+    assert routes(before, None) != routes(after, None)
+    # ... configured ids do not.
+    assert routes(before, ["east", "west"]) == routes(after, ["east", "west"])
+
+    ids = {"routing": {"backend_ids": ["east", "west"]}}
+    try:
+        config = ChronosConfig.model_validate({"mongo_uris": before, **storage, **ids})
+        async with Chronos(config) as chronos:
+            made = {}
+            for tenant in tenants[:8]:
+                users = chronos.collection("users", db=db_name, tenant=tenant)
+                made[tenant] = (await users.create({"tenant": tenant})).id
+            assert {
+                chronos.route(db=db_name, collection="users", tenant=t).backend_id for t in tenants
+            } == {"east", "west"}
+        config = ChronosConfig.model_validate({"mongo_uris": after, **storage, **ids})
+        async with Chronos(config) as chronos:  # the same servers, spelled differently
+            for tenant, item_id in made.items():
+                users = chronos.collection("users", db=db_name, tenant=tenant)
+                item = await users.get_latest(item_id)
+                assert item is not None and item.data == {"tenant": tenant}
+    finally:
+        await drop_databases(mongo_uri, db_name)
+        await drop_databases(second_mongo_uri, db_name)
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        (["east"], "pair up by position"),
+        (["east", "east"], "must be distinct"),
+        (["east", "has space"], "backendIds.1"),
+        (["east", ""], "backendIds.1"),
+        (["east", "x" * 65], "backendIds.1"),
+    ],
+)
+def test_configured_backend_ids_are_checked(ids: list[str], message: str) -> None:
+    config = {
+        "mongo_uris": ["mongodb://a:27017/app", "mongodb://b:27017/app"],
+        "payload_storage": "mongo",
+        "routing": {"backendIds": ids},
+    }
+    with pytest.raises(ConfigError, match=message):
+        ChronosConfig.model_validate(config)
