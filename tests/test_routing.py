@@ -22,6 +22,7 @@ from chronos_async._routing import (
     routing_key,
     select_backend,
 )
+from tests.conftest import S3Server
 from tests.support import drop_databases
 
 KEYS = [f"tenant-{i}" for i in range(5000)]
@@ -382,3 +383,56 @@ def test_configured_backend_ids_are_checked(ids: list[str], message: str) -> Non
     }
     with pytest.raises(ConfigError, match=message):
         ChronosConfig.model_validate(config)
+
+
+async def test_two_servers_with_two_s3_stores_keep_payloads_with_their_records(
+    mongo_uri: str, second_mongo_uri: str, db_name: str, s3_server: S3Server, key_prefix: str
+) -> None:
+    # Two backends, each with its own S3 store: the session's bucket set (SeaweedFS spends
+    # a volume per bucket) under two key prefixes, so the stores are distinct.
+    prefixes = [f"{key_prefix}-east", f"{key_prefix}-west"]
+    conns = [
+        {
+            "endpoint": s3_server.endpoint,
+            "region": s3_server.region,
+            "access_key": s3_server.access_key,
+            "secret_key": s3_server.secret_key,
+            "json_bucket": s3_server.json_bucket,
+            "content_bucket": s3_server.content_bucket,
+            "backups_bucket": s3_server.backups_bucket,
+            "key_prefix": prefix,
+        }
+        for prefix in prefixes
+    ]
+    config = ChronosConfig.model_validate(
+        {
+            "mongo_uris": [mongo_uri, second_mongo_uri],
+            "spaces_conns": conns,
+            "payload_storage": "s3",
+            "limits": {"inline_payload_bytes": 0},  # every read goes to the store
+            "routing": {"backend_ids": ["east", "west"]},
+        }
+    )
+    try:
+        async with Chronos(config) as chronos:
+            placed: dict[str, int] = {}
+            for n in range(16):
+                tenant = f"s{n}"
+                placed[tenant] = chronos.route(db=db_name, collection="docs", tenant=tenant).index
+                docs = chronos.collection("docs", db=db_name, tenant=tenant)
+                made = await docs.create({"tenant": tenant, "body": "x" * 100})
+                await docs.enrich(made.id, {"tags": ["a"]}, function_id="tagger@1")
+                await docs.restore_object(made.id, ov=0)
+                assert [v.ov async for v in docs.history(made.id)] == [2, 1, 0]
+                assert (await docs.diff(made.id, 0, 1)) != []
+                item = await docs.get_latest(made.id)
+                assert item is not None and item.data["tenant"] == tenant
+            assert set(placed.values()) == {0, 1}
+            for tenant, index in placed.items():
+                for backend in chronos.backends:
+                    keys = [info.key async for info in backend.store.list(f"{tenant}/")]
+                    assert (len(keys) > 0) == (backend.index == index), (tenant, backend.index)
+            assert (await chronos.admin.verify(db_name)).ok
+    finally:
+        await drop_databases(mongo_uri, db_name)
+        await drop_databases(second_mongo_uri, db_name)
