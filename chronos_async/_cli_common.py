@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import sys
@@ -19,11 +20,13 @@ if TYPE_CHECKING:
 __all__ = [
     "UsageError",
     "check_target",
+    "int_at_least",
     "jsonable",
     "load_config",
     "print_json",
     "print_table",
     "progress_bar",
+    "without_worker",
 ]
 
 
@@ -31,17 +34,39 @@ class UsageError(Exception):
     """A command cannot run as asked (exit status 2): an unknown database, a bad option."""
 
 
-def load_config(path: str) -> ChronosConfig:
-    """The config in ``path``, with the fallback worker's ``auto_start`` off: a command
-    inspects or repairs, and a CLI process draining the queue would be a surprise."""
+def without_worker(config: ChronosConfig) -> ChronosConfig:
+    """``config`` with the fallback worker's ``auto_start`` off: a command inspects or
+    repairs, and a CLI process draining the queue would be a surprise."""
     from chronos_async import ChronosConfig
 
-    config = ChronosConfig.from_file(path)
     section = config.fallback
     if section is None or not section.enabled or not section.auto_start:
         return config
     quiet = section.model_copy(update={"auto_start": False}).model_dump(mode="json", by_alias=True)
     return ChronosConfig.load({**config.to_dict(reveal_secrets=True), "fallback": quiet})
+
+
+def load_config(path: str) -> ChronosConfig:
+    """The config in ``path``, :func:`without_worker`."""
+    from chronos_async import ChronosConfig
+
+    return without_worker(ChronosConfig.from_file(path))
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+
+    return parse
 
 
 async def check_target(chronos: Chronos, db: str | None, collection: str | None) -> None:

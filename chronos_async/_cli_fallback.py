@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, get_args
 
 import orjson
 
+from chronos_async._cli_common import int_at_least, without_worker
 from chronos_async._models import Operation
 
 if TYPE_CHECKING:
@@ -53,29 +54,21 @@ def add_fallback_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
         action.add_argument("op_id", metavar="OP_ID", help="the operation id (op_...)")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+_positive_int = int_at_least(1)
 
 
 def _without_worker(config: ChronosConfig) -> ChronosConfig:
-    """``config`` with ``fallback.auto_start`` off, validated again: the command line
-    inspects and changes the queue, and a CLI process draining it would be a surprise.
+    """:func:`~chronos_async._cli_common.without_worker`, validated again: the command
+    line inspects and changes the queue, and a CLI process draining it would be a surprise.
 
     Raises :class:`~chronos_async.ConfigError` when the fallback queue is disabled.
     """
-    from chronos_async import ChronosConfig, ConfigError
+    from chronos_async import ConfigError
 
     section = config.fallback
     if section is None or not section.enabled:
         raise ConfigError("the fallback queue is disabled in this config (set fallback.enabled)")
-    quiet = section.model_copy(update={"auto_start": False}).model_dump(mode="json", by_alias=True)
-    return ChronosConfig.load({**config.to_dict(reveal_secrets=True), "fallback": quiet})
+    return without_worker(config)
 
 
 def _emit(document: object) -> None:

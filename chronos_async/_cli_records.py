@@ -10,6 +10,7 @@ import orjson
 
 from chronos_async._cli_common import (
     check_target,
+    int_at_least,
     load_config,
     print_json,
     print_table,
@@ -25,14 +26,7 @@ __all__ = ["RECORD_COMMANDS", "add_record_parsers", "run_record"]
 RECORD_COMMANDS = frozenset({"history", "show", "diff", "restore", "restore-collection"})
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+_non_negative = int_at_least(0)
 
 
 def add_record_parsers(
