@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from chronos_async._args import check_ov
-from chronos_async._asof import finalized
 from chronos_async._errors import NotFoundError, ValidationError
 from chronos_async._jsonpatch import make_patch
 from chronos_async._keys import head_id, validate_id, version_id
@@ -16,6 +15,7 @@ from chronos_async._models import Item, VersionInfo, from_us
 from chronos_async._payloads import load_data
 from chronos_async._read import Reader
 from chronos_async._scope import Scope
+from chronos_async.lifecycle._versions import rolled_version, versions_newest_first
 
 __all__ = ["History"]
 
@@ -64,20 +64,13 @@ class History:
         head = await self._head(item_id)
         if head is None:
             return
-        docs = self.scope.repo.iter_versions(
-            self.scope.t,
-            item_id,
-            max_ov=int(head["ov"]),
-            batch_size=batch_size,
-            with_inline=include_diff,
+        # Newest first, live then rolled up (commit times filled in: a version's is its
+        # successor's ``prev_at``); a version's diff needs its predecessor's data.
+        docs = versions_newest_first(
+            self.scope, item_id, head, with_inline=include_diff, batch_size=batch_size
         )
-        # Newest first: a version's commit time is its successor's ``prev_at`` (the head's
-        # ``at`` for the newest), and its diff needs its predecessor's data.
-        at = int(head["at"])
         held: tuple[Doc, dict[str, Any]] | None = None
-        async for raw in docs:
-            doc = finalized(raw, at)
-            at = int(raw["prev_at"])
+        async for doc in docs:
             if not include_diff:
                 yield _info(doc)
                 continue
@@ -110,6 +103,8 @@ class History:
             doc = None
             if ov <= head_ov:
                 doc = await self.scope.repo.find_version(version_id(self.scope.tenant, item_id, ov))
+                if doc is None:
+                    doc = await rolled_version(self.scope, item_id, ov)
             if doc is None:
                 raise NotFoundError(
                     f"{name}={ov}: no such version of {where} (its newest is ov={head_ov})",

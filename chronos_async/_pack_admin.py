@@ -29,6 +29,7 @@ from chronos_async._codec import sha256_hex
 from chronos_async._config import ChronosConfig
 from chronos_async._errors import IntegrityError
 from chronos_async._keys import NO_TENANT
+from chronos_async.lifecycle._refs import rolled_up_spans
 from chronos_async.meta import RecordRepo, mongo_errors
 from chronos_async.storage import BlobInfo, BlobMissingError, BlobStore
 from chronos_async.storage._packs import (
@@ -109,6 +110,15 @@ async def pack_referrers(
             found.extend([(repo, "ver", doc) async for doc in versions])
             heads = repo.heads.find({"_id": {"$in": hids}, "key": {"$eq": key}}, projection=shape)
             found.extend([(repo, "head", doc) async for doc in heads])
+            # Rolled-up versions (manifests) pin the pack: their spans cannot be moved.
+            records = [tuple(hid.split("/", 1)) for hid in hids]
+            rolled = await rolled_up_spans(database, collection, records)  # type: ignore[arg-type]
+            found.extend(
+                (repo, "rollup", {"_id": f"{t}/{i}", "key": k, "offset": o, "length": n})
+                for (t, i), spans in rolled.items()
+                for k, o, n in spans
+                if k == key
+            )
     return found
 
 
@@ -157,6 +167,10 @@ async def rewrite_pack(
         raise ValueError(f"{key} is not a pack key")
     members = await pack_members(store, key, size)
     referrers = await pack_referrers(databases, key, members)
+    if any(kind == "rollup" for _, kind, _ in referrers):
+        # A manifest points into it, and manifests are not repointed: keep it whole
+        # until ``admin.expire`` removes those versions.
+        return PackRewrite(None, len(members), 0, 0, False)
     live = {(int(d["offset"]), int(d["length"])) for _, _, d in referrers}
     keep = [m for m in members if (m.offset, m.length) in live]
     new_key: str | None = None

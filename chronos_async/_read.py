@@ -32,6 +32,7 @@ from chronos_async._meta import project
 from chronos_async._models import Item, Page, from_us, to_us
 from chronos_async._payloads import load_data, presign_payload
 from chronos_async._scope import Scope, now_us
+from chronos_async.lifecycle._versions import rolled_as_of, rolled_version
 
 __all__ = ["Reader", "parse_at", "pause_for_claim"]
 
@@ -191,6 +192,9 @@ class Reader:
             candidates = await scope.repo.find_versions_before(scope.t, item_id, at_us, limit=2)
             found: AsOf = pick_as_of(head, candidates, at_us)
             if found.pending is None or not is_young(found.pending, now_us(), scope.commit_us):
+                if found.version is None and head is not None:
+                    # Before the live index (rolled up), or before creation (no catalog).
+                    return await rolled_as_of(scope, item_id, at_us)
                 return found.version
             await pause_for_claim(scope, found.pending, tries)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -227,15 +231,18 @@ class Reader:
             scope.repo.find_head(hid, with_inline=False), scope.repo.find_versions(vids)
         )
         doc = docs.get(vids[0])
-        if doc is None or head is None or ov > int(head["ov"]):
+        if head is None or ov > int(head["ov"]):
             return None
+        if doc is None:
+            return await rolled_version(scope, item_id, ov)  # rolled up (or never existed)
         if ov == int(head["ov"]):
             return finalized(doc, int(head["at"]))
         # Published before the head's version: its successor holds its commit time (read
         # again if the query above ran before the successor was claimed).
         after = docs.get(vids[1]) or await scope.repo.find_version(vids[1])
         if after is None:
-            return None  # the history is broken; verify reports it
+            # Rolled up meanwhile (with its successor), or the history is broken (verify).
+            return await rolled_version(scope, item_id, ov)
         return finalized(doc, int(after["prev_at"]))
 
     async def as_of(

@@ -49,6 +49,7 @@ from chronos_async._models import WriteResult, from_us
 from chronos_async._publish import Doc
 from chronos_async._read import parse_at
 from chronos_async._write import Built, KeyUse, Writer, carry, reuse_payload
+from chronos_async.lifecycle._versions import rolled_as_of, rolled_at_cv, rolled_version
 
 __all__ = ["RestoreReport", "restore_collection", "restore_object"]
 
@@ -97,10 +98,12 @@ async def _state_at(writer: Writer, head: Doc, cv: int | None, at_us: int | None
     scope = writer.scope
     item_id, head_ov = head["id"], int(head["ov"])
     if cv is not None:
-        return await scope.repo.version_at_cv(scope.t, item_id, cv, max_ov=head_ov)
+        found = await scope.repo.version_at_cv(scope.t, item_id, cv, max_ov=head_ov)
+        return found if found is not None else await rolled_at_cv(scope, item_id, cv)
     assert at_us is not None
     candidates = await scope.repo.find_versions_before(scope.t, item_id, at_us, limit=2)
-    return pick_as_of(head, candidates, at_us).version
+    version = pick_as_of(head, candidates, at_us).version
+    return version if version is not None else await rolled_as_of(scope, item_id, at_us)
 
 
 async def restore_object(
@@ -131,6 +134,8 @@ async def restore_object(
             target = None
             if target_ov <= int(head["ov"]):
                 target = await scope.repo.find_version(version_id(scope.tenant, item_id, target_ov))
+                if target is None:
+                    target = await rolled_version(scope, item_id, target_ov)
             if target is None:
                 raise NotFoundError(
                     f"ov={target_ov}: no such version of {scope.where(item_id)} "
