@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["ADMIN_COMMANDS", "add_admin_parsers", "run_admin"]
 
 #: Kinds of problem that ``reconcile`` fixes (``--dry-run`` lists them).
-_FIXABLE = ("unpublished_claim", "versions_without_head", "orphan_payload")
+_FIXABLE = ("unpublished_claim", "versions_without_head", "orphan_payload", "orphan_content")
 
 
 def add_admin_parsers(

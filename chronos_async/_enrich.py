@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from chronos_async._args import check_ov, check_text
+from chronos_async._content_io import restore_data
+from chronos_async._content_paths import parse_prop, touches
 from chronos_async._errors import ValidationError
 from chronos_async._idempotency import IdemKey
 from chronos_async._keys import validate_id
@@ -58,18 +60,31 @@ async def enrich(
     function_id = check_text(function_id, "function_id")
     actor, reason = check_text(actor, "actor"), check_text(reason, "reason")
     expected = check_ov(expected_ov, "expected_ov")
-    # Validate the patches up front (JSON types, limits), so a bad one fails before the
-    # record is leased or read; their digests make the idempotency fingerprint.
-    digests = [(await writer.encode(dict(one))).sha256 for one in patches]
+    # Validate the patches up front (JSON types, limits, strict base64 of content props),
+    # so a bad one fails before the record is leased or read; their digests make the
+    # idempotency fingerprint.
+    digests = [(await writer.prepare(dict(one), item_id)).payload.sha256 for one in patches]
+    # Patches that meet a content value merge into the data as written (base64 restored,
+    # so arrays union by content); others merge into the stored form, where references
+    # are kept as they are (and their objects are not uploaded again). A typed
+    # collection's model checks the data as written, so it always gets it restored.
+    restore = check is not None or any(
+        touches(one, parse_prop(path)) for one in patches for path in scope.cmap.base64_props
+    )
 
     async def build(head: Doc) -> Built | None:
         check_writable(head, expected)
-        merged = merge_all(await load_data(scope, head), patches)
+        base = await load_data(scope, head)
+        if restore:
+            base = await restore_data(scope, base, f"{scope.where(item_id)} ov={head['ov']}")
+        merged = merge_all(base, patches)
         if check is not None:
             check(merged, item_id)
-        payload = await writer.encode(merged)
+        prepared = await writer.prepare(merged, item_id)
+        payload = prepared.payload
         if writer.unchanged(head, payload.sha256, deleted=False):
             return None
+        await writer.store_content(prepared, head)
         version = carry(head)
         ids = list(head.get("function_ids") or [])
         if function_id is not None and function_id not in ids:
@@ -79,10 +94,11 @@ async def enrich(
             actor=actor,
             reason=reason,
             deleted=False,
-            meta=extract_indexed(merged, scope.cmap),
+            meta=extract_indexed(prepared.stored, scope.cmap),
             function_id=function_id,
             function_ids=ids,
             restored_from=None,
+            **prepared.version_fields(),
         )
         return version, payload
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from chronos_async._content import index_value
 from chronos_async._errors import ValidationError
 from chronos_async._sections import CollectionMap
 
@@ -38,7 +39,9 @@ def extract_indexed(data: dict[str, Any], cmap: CollectionMap) -> dict[str, Any]
     """The indexed properties of ``data`` as a nested document for the head's ``meta``.
 
     Props named ``a.b`` land at ``meta.a.b``; ``tags[]`` lands at ``meta.tags`` (an
-    array, so a query on ``tags`` matches any element). Props missing from the data are
+    array, so a query on ``tags`` matches any element). ``data`` is the stored form: a
+    prop that is also a base64 prop holds a content reference there, and is indexed by
+    the content's sha256. Props missing from the data are
     left out. ``validation.required_indexed`` props must be present and neither ``None``
     nor ``""``, else :class:`~chronos_async.ValidationError` is raised.
     """
@@ -48,6 +51,8 @@ def extract_indexed(data: dict[str, Any], cmap: CollectionMap) -> dict[str, Any]
         value = get_path(data, path)
         if value is _MISSING:
             continue
+        if prop in cmap.base64_props:
+            value = index_value(value)  # the content's sha256, never its base64
         if prop.endswith("[]"):
             if not isinstance(value, list) or not all(map(_is_scalar, value)):
                 raise ValidationError(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal
+from typing import Any, Generic, Literal, Self
 
 from typing_extensions import TypeVar
 
@@ -14,6 +14,7 @@ __all__ = [
     "Item",
     "Operation",
     "Page",
+    "Summable",
     "VersionInfo",
     "WriteResult",
     "from_us",
@@ -88,7 +89,8 @@ class Item(Generic[DataT]):
 
     ``data`` is a dict, or an instance of the model on a typed collection (``Item[User]``).
     ``updated_at`` is the commit time of this version; ``created_at`` that of ``ov=0``.
-    ``urls`` holds presigned URLs (key ``"payload"``) when the read asked for them.
+    ``urls`` holds presigned URLs (key ``"payload"``; ``"content:<path>"`` and
+    ``"text:<path>"`` for externalized ``base64_props``) when the read asked for them.
     """
 
     id: str
@@ -138,3 +140,14 @@ class Page(Generic[DataT]):
 
     items: tuple[Item[DataT], ...]
     next_cursor: str | None
+
+
+class Summable:
+    """A report dataclass whose instances add up field by field (counts add, tuples
+    concatenate): the reports of several collections or backends sum into one."""
+
+    def __add__(self, other: Self) -> Self:
+        if type(other) is not type(self):
+            return NotImplemented
+        parts = fields(self)  # type: ignore[arg-type]
+        return type(self)(*(getattr(self, f.name) + getattr(other, f.name) for f in parts))

@@ -15,6 +15,8 @@ from typing import Any, Literal, TypeVar
 
 from chronos_async._args import check_ov, check_text
 from chronos_async._codec import EncodedPayload, encode_payload_async
+from chronos_async._content import check_carried
+from chronos_async._content_io import Prepared, current_keys, prepare, rebind, upload
 from chronos_async._errors import (
     ItemDeletedError,
     ItemExistsError,
@@ -114,6 +116,20 @@ class Writer:
             offload_bytes=limits.offload_bytes,
         )
 
+    async def prepare(self, data: Any, item_id: str | None) -> Prepared:
+        """:meth:`encode` of ``data`` as stored for record ``item_id``: the values of the
+        collection's ``base64_props`` are decoded strictly and replaced by references
+        first (see :mod:`._content`). ``item_id=None``: a create whose id is chosen
+        later (:func:`~._content_io.rebind` then binds it)."""
+        return await prepare(self.scope, data, item_id, self.encode)
+
+    async def store_content(self, prepared: Prepared, head: Doc | None) -> None:
+        """Upload the content objects of ``prepared`` that ``head`` does not refer to
+        (after refusing references ``head`` does not hold)."""
+        if prepared.extraction is not None and not prepared.extraction.empty:
+            check_carried(prepared.extraction, None if head is None else head.get("content"))
+            await upload(self.scope, prepared, skip=current_keys(head))
+
     def unchanged(self, head: Doc, sha256: str, *, deleted: bool, always: bool = False) -> bool:
         """True when a new version would equal the head and no-op detection applies."""
         return (
@@ -173,8 +189,9 @@ class Writer:
         parent_id = validate_id(parent_id) if parent_id is not None else None
         origin_id = validate_id(origin_id) if origin_id is not None else None
         actor, reason = check_text(actor, "actor"), check_text(reason, "reason")
-        payload = await self.encode(data)
-        meta = extract_indexed(data, self.scope.cmap)
+        prepared = await self.prepare(data, given)
+        payload = prepared.payload
+        meta = extract_indexed(prepared.stored, self.scope.cmap)
         facts = {
             "id": given,
             "sha256": payload.sha256,
@@ -201,9 +218,17 @@ class Writer:
         fresh = given is None and key_use == "record"
 
         async def run(idem: IdemKey | None, chosen: str | None) -> WriteResult:
-            if chosen is None:
-                return await self._create(new_item_id(), version, payload, idem=idem, fresh=True)
-            return await self._create(chosen, version, payload, idem=idem, fresh=fresh)
+            item_id = new_item_id() if chosen is None else chosen
+            ready = await rebind(self.scope, prepared, item_id, self.encode)
+            own = {**version, **ready.version_fields()}
+            return await self._create(
+                item_id,
+                own,
+                ready.payload,
+                idem=idem,
+                fresh=chosen is None or fresh,
+                content=ready,
+            )
 
         return await self.keyed(
             idempotency_key, "create", facts, given or chosen_id, run, key_use=key_use
@@ -217,8 +242,11 @@ class Writer:
         *,
         idem: IdemKey | None,
         fresh: bool = False,
+        content: Prepared | None = None,
     ) -> WriteResult:
-        """``fresh``: ``item_id`` was generated just now (no one can hold it: no lookup)."""
+        """``fresh``: ``item_id`` was generated just now (no one can hold it: no lookup).
+        ``content``: the prepared data, whose content objects are uploaded once the id
+        is known to be free."""
         scope = self.scope
         await scope.ready()
         if idem is not None and idem.recheck:
@@ -238,6 +266,8 @@ class Writer:
                 if found is not None:
                     return found  # a concurrent attempt with the key published it
             raise ItemExistsError(item_id, int(taken["ov"]))
+        if content is not None:
+            await self.store_content(content, None)
         parent_id, origin_id = version["parent_id"], version["origin_id"]
         version = dict(version)
         if parent_id is not None and origin_id is None:
@@ -289,16 +319,18 @@ class Writer:
         item_id = validate_id(item_id)
         expected = check_ov(expected_ov, "expected_ov")
         actor, reason = check_text(actor, "actor"), check_text(reason, "reason")
-        payload = await self.encode(data)
-        meta = extract_indexed(data, self.scope.cmap)
+        prepared = await self.prepare(data, item_id)
+        payload = prepared.payload
+        meta = extract_indexed(prepared.stored, self.scope.cmap)
 
         async def build(head: Doc) -> Built | None:
             check_writable(head, expected)
             if self.unchanged(head, payload.sha256, deleted=False):
                 return None
+            await self.store_content(prepared, head)
             version = carry(head)
             version.update(op="update", actor=actor, reason=reason, deleted=False, meta=meta)
-            version.update(function_id=None, restored_from=None)
+            version.update(function_id=None, restored_from=None, **prepared.version_fields())
             return version, payload
 
         async def run(idem: IdemKey | None, _: str | None) -> WriteResult:
@@ -420,4 +452,6 @@ def reuse_payload(doc: Doc) -> Doc:
     """
     fields = {k: doc.get(k) for k in ("key", "offset", "length", "size", "sha256", "inline")}
     fields["payload_ov"] = None if doc.get("offset") is None else int(doc["ov"])
+    if doc.get("content"):
+        fields["content"] = doc["content"]  # the payload's content objects (refs in it)
     return fields
