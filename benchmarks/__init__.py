@@ -24,6 +24,8 @@ Modules: ``_harness`` (rounds, percentiles, RSS, loop lag), ``_env`` (servers, c
 get_version, get_as_of), ``_scenarios_bulk`` (list_by_meta, restore_collection, soak),
 ``_scenarios_loop`` (event-loop blocking), ``_scenarios_fallback`` (the fallback
 queue: healthy writes with it on vs off, and the drain rate after an outage),
+``_scenarios_counters`` (counting on vs off on the write path, ``get_totals``
+latency vs a raw ``find_one``, the totals checked),
 ``_scenarios_packs`` (group commit into packs vs unbatched writes, PUTs counted), ``_soak``
 (the soak's child process), ``_report`` (table and JSON).
 """

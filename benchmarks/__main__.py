@@ -16,10 +16,12 @@ from benchmarks._context import FULL, QUICK, Ctx
 from benchmarks._env import machine_info, open_servers
 from benchmarks._report import render_table, write_json
 from benchmarks._scenarios_bulk import run_list, run_restore, run_soak
+from benchmarks._scenarios_counters import run_counters
 from benchmarks._scenarios_fallback import run_fallback
 from benchmarks._scenarios_loop import run_loop
 from benchmarks._scenarios_packs import run_packs
 from benchmarks._scenarios_read import run_as_of, run_latest, run_version
+from benchmarks._scenarios_rollup import run_rollup
 from benchmarks._scenarios_write import WRITE_OPS, run_writes
 
 Scenario = Callable[[Ctx], Awaitable[None]]
@@ -41,8 +43,10 @@ SCENARIOS: dict[str, Scenario] = {
     "get_as_of": run_as_of,
     "list": run_list,
     "restore": run_restore,
+    "rollup": run_rollup,
     "loop": run_loop,
     "fallback": run_fallback,
+    "counters": run_counters,
     "soak": run_soak,
 }
 

@@ -48,6 +48,13 @@ class Params:
     #: fallback: operations queued per drain, and drains per worker concurrency
     fallback_drain_ops: int
     fallback_drain_rounds: int
+    #: counters: rounds and calls per round of the on/off comparison (concurrency 1 / 32)
+    counters_rounds: int
+    counters_ops_c1: int
+    counters_ops_c32: int
+    #: counters: records written before timing get_totals, and calls per round
+    counters_totals_records: int
+    counters_totals_ops: int
     #: packs: rounds, and creates per round at concurrency 64 (the issue's 1,000)
     pack_rounds: int
     pack_ops_c64: int
@@ -78,6 +85,11 @@ QUICK = Params(
     fallback_ops_c32=128,
     fallback_drain_ops=500,
     fallback_drain_rounds=2,
+    counters_rounds=8,
+    counters_ops_c1=30,
+    counters_ops_c32=128,
+    counters_totals_records=300,
+    counters_totals_ops=40,
     pack_rounds=3,
     pack_ops_c64=1000,
 )
@@ -106,6 +118,11 @@ FULL = Params(
     fallback_ops_c32=320,
     fallback_drain_ops=2000,
     fallback_drain_rounds=3,
+    counters_rounds=15,
+    counters_ops_c1=80,
+    counters_ops_c32=320,
+    counters_totals_records=500,
+    counters_totals_ops=100,
     pack_rounds=5,
     pack_ops_c64=1000,
 )

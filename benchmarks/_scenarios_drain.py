@@ -43,14 +43,19 @@ _DRAIN_TIMEOUT_S = 600
 
 @contextlib.asynccontextmanager
 async def instance(
-    ctx: Ctx, storage: Storage, scenario: str, fallback: dict[str, Any] | None
+    ctx: Ctx,
+    storage: Storage,
+    scenario: str,
+    fallback: dict[str, Any] | None,
+    extra: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[Chronos, str]]:
     """An open Chronos and a fresh database; with ``fallback``, the queue enabled in a
-    fresh ``fallback.database`` of its own. Both databases are dropped at the end, after
-    the instance (and its worker) is closed."""
+    fresh ``fallback.database`` of its own; ``extra`` goes into the config as well (top
+    level keys). Both databases are dropped at the end, after the instance (and its
+    worker) is closed."""
     servers = ctx.servers
     db = servers.new_db(scenario)
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = dict(extra or {})
     queue_db: str | None = None
     if fallback is not None:
         queue_db = servers.new_db(f"{scenario}_q")

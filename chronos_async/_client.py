@@ -25,7 +25,9 @@ from chronos_async._keys import validate_collection, validate_db, validate_tenan
 from chronos_async._routing import RouteInfo, backend_id, explain_route, routing_key
 from chronos_async._scope import ItemGates, Scope
 from chronos_async._typed import check_model
+from chronos_async.counters import Counters
 from chronos_async.fallback import Fallback
+from chronos_async.lifecycle._service import RollupService
 from chronos_async.meta import IdemRepo, RecordRepo, open_client, supports_transactions
 from chronos_async.storage import BlobStore
 from chronos_async.storage._batcher import PackStats, PackWriter
@@ -133,6 +135,8 @@ class Chronos:
         self.admin = Admin(self)
         #: The durable retry queue (``fallback`` config): queued writes, worker, dead letters.
         self.fallback = Fallback(self)
+        #: Collection totals and conditional counters (``counters``, ``counter_rules``).
+        self.counters = Counters(self)
         #: Hooks at the named points of every write (see :mod:`chronos_async._checkpoints`).
         self.checkpoints = Checkpoints()
 
@@ -150,9 +154,14 @@ class Chronos:
         try:
             for index, uri in enumerate(self.config.mongo_uris):
                 self._backends.append(await self._open_backend(index, uri))
+            await self.counters.open(self._stack)
             self._state = "open"
             if self.fallback.enabled:
                 await self.fallback.open()
+            rollup = self.config.rollup
+            if rollup.enabled and rollup.auto_schedule:
+                # On the stack after the backends: stopped before they close.
+                await self._stack.enter_async_context(RollupService(self))
         except BaseException:
             if self.fallback.enabled:
                 await self.fallback.close()
@@ -362,6 +371,7 @@ class Chronos:
                 b.client for b in self._backends if b.store.identity == backend.store.identity
             ),
             packs=backend.packs,
+            counting=self.counters.counting(backend, db, name, tenant),
         )
         return Collection(scope, model)
 

@@ -115,22 +115,29 @@ class SpacesConnection(Section):
 
 
 class CountersConfig(Section):
-    """Where the collection totals (``cnt_total``) live."""
+    """Where the collection totals (``cnt_total``) live: ``db_name`` on ``mongo_uri``.
 
-    mongo_uri: str
-    db_name: str = Field(min_length=1)
+    Without ``mongo_uri`` they live next to the records, on each record's backend, in
+    ``db_name`` (the record's own database when that is not set either). The section
+    also turns counting on (as do ``counter_rules``).
+    """
+
+    mongo_uri: str | None = None
+    db_name: str | None = Field(default=None, min_length=1, max_length=63)
 
     @field_validator("mongo_uri")
     @classmethod
-    def _uri(cls, value: str) -> str:
-        return validate_mongo_uri(value)
+    def _uri(cls, value: str | None) -> str | None:
+        return None if value is None else validate_mongo_uri(value)
 
     @field_serializer("mongo_uri")
-    def _dump_uri(self, value: str, info: FieldSerializationInfo) -> str:
+    def _dump_uri(self, value: str | None, info: FieldSerializationInfo) -> str | None:
+        if value is None:
+            return None
         return value if secrets_revealed(info) else redact_uri(value)
 
     def __repr_args__(self) -> Any:
-        yield "mongo_uri", redact_uri(self.mongo_uri)
+        yield "mongo_uri", None if self.mongo_uri is None else redact_uri(self.mongo_uri)
         yield "db_name", self.db_name
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "compile_sort",
     "decode_cursor",
     "encode_cursor",
+    "scalar_value",
     "sort_values",
 ]
 
@@ -89,7 +90,7 @@ def _prop_sets(indexed_props: Sequence[str]) -> tuple[frozenset[str], frozenset[
     return frozenset(names), frozenset(arrays)
 
 
-def _scalar(value: object, where: str) -> Any:
+def scalar_value(value: object, where: str) -> Any:
     """``value`` as a plain JSON scalar, or :class:`ValidationError` naming ``where``."""
     if value is None or isinstance(value, bool):
         return value
@@ -155,7 +156,7 @@ class _FilterCompiler:
         if not isinstance(value, Mapping):
             if isinstance(value, (list, tuple)):
                 raise ValidationError(f"{prop!r}: to match one of several values use $in")
-            scalar = _scalar(value, f"filter on {prop!r}")
+            scalar = scalar_value(value, f"filter on {prop!r}")
             # Both forms mean the same in MongoDB. nx-27017 needs the bare value to match
             # an array element, and {"$eq": v} everywhere else: it matches nothing for a
             # bare null inside $or/$and, or a bare 24-hex-digit string (taken for an id).
@@ -187,9 +188,9 @@ class _FilterCompiler:
                     raise ValidationError(f"{where} takes a list of values")
                 if len(arg) > MAX_IN_ITEMS:
                     raise ValidationError(f"{where} has more than {MAX_IN_ITEMS} values")
-                out[op] = [_scalar(item, where) for item in arg]
+                out[op] = [scalar_value(item, where) for item in arg]
             else:
-                out[op] = _scalar(arg, where)
+                out[op] = scalar_value(arg, where)
         return out
 
 
@@ -291,7 +292,8 @@ def _check_values(sort: Sequence[tuple[str, int]], values: Sequence[Any]) -> lis
     if not isinstance(values, (list, tuple)) or len(values) != len(sort):
         raise ValidationError(f"expected {len(sort)} sort values")
     return [
-        _scalar(v, f"cannot page by {field!r}") for (field, _), v in zip(sort, values, strict=True)
+        scalar_value(v, f"cannot page by {field!r}")
+        for (field, _), v in zip(sort, values, strict=True)
     ]
 
 

@@ -255,18 +255,22 @@ async def prior_version(
         return found
     ov = int(version["ov"])
     if head is not None and ov == int(head["ov"]) + 1:
-        if await publish_claim(
+        moved = await publish_claim(
             scope.repo,
             scope.tenant,
             item_id,
             int(head["ov"]),
             lease_token=lease_token,
             fence=head.get("lease_fence"),
-        ):
+        )
+        if moved is not None:
+            scope.counted(moved)
             return await published_result(scope, version)
     elif head is None and ov == 0 and not is_young(version, now_us(), scope.commit_us):
         settle_us = settle_age_us(scope.config, create=True)
-        if await adopt_create(scope.repo, scope.tenant, item_id, settle_us):
+        adopted = await adopt_create(scope.repo, scope.tenant, item_id, settle_us)
+        if adopted is not None:
+            scope.counted(adopted)
             return await published_result(scope, version)
     raise StorageError(
         f"an earlier call with idempotency_key {idem.key!r} claimed a version of "

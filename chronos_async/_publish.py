@@ -55,6 +55,7 @@ from chronos_async._rollforward import (
     settle_age_us,
 )
 from chronos_async._scope import Scope, now_us
+from chronos_async.counters import stored_data
 from chronos_async.meta import DuplicateKeyError
 from chronos_async.storage._batcher import Location
 
@@ -223,6 +224,8 @@ async def publish(
         version["cv"] = await repo.next_cv(scope.t)
 
     op = str(version["op"])
+    if scope.counting is not None:
+        await _stamp(scope, version, prev_head, payload)
     await scope.reach("stored", attempt.item_id, ov, op)
     if attempt.lease_lost:
         raise LockLostError(attempt.item_id)
@@ -256,6 +259,9 @@ async def publish(
     if prev_head is not None:
         head["lease_fence"] = prev_head.get("lease_fence", 0)
     attempt.head_sent = True
+    # Only the write that moves the head to this version counts it (a roll-forward that
+    # published it first counted it then).
+    ours = True
     try:
         if prev_head is None:
             await attempt.step(repo.insert_head(head), "head")
@@ -263,17 +269,31 @@ async def publish(
             repo.move_head(hid, int(prev_head["ov"]), head, lease_token=attempt.lease_token),
             "head",
         ):
-            head = await _head_moved(attempt, version)
+            head, ours = await _head_moved(attempt, version), False
     except DuplicateKeyError:
-        head = await _create_collided(attempt)
+        head, ours = await _create_collided(attempt), False
     except StorageError:
         landed = await _landed(attempt, hid)
         if landed is None:
             raise
-        head = landed
+        head, ours = landed, int(landed["at"]) == at  # ours, or a roll-forward's
     attempt.published = True
+    if ours:
+        scope.counted(version)
     await scope.reach("published", attempt.item_id, ov, op)
     return head
+
+
+async def _stamp(
+    scope: Scope, version: Doc, prev_head: Doc | None, payload: EncodedPayload | None
+) -> None:
+    """Store the version's counter contribution on it (see :mod:`chronos_async.counters`)."""
+    counting = scope.counting
+    assert counting is not None
+    data: Any = None
+    if counting.rules.needs_payload and not version.get("deleted"):
+        data = payload.body if payload is not None else await stored_data(scope.store, version)
+    counting.stamp(version, prev_head, data)
 
 
 async def _claim_taken(attempt: Attempt, prev_head: Doc | None) -> None:
@@ -301,7 +321,9 @@ async def _claim_taken(attempt: Attempt, prev_head: Doc | None) -> None:
 async def _adopt_orphan_create(scope: Scope, item_id: str) -> None:
     """A create claimed ``ov=0`` and died before inserting the head: publish it."""
     settle_us = settle_age_us(scope.config, create=True)
-    if await adopt_create(scope.repo, scope.tenant, item_id, settle_us):
+    adopted = await adopt_create(scope.repo, scope.tenant, item_id, settle_us)
+    if adopted is not None:
+        scope.counted(adopted)
         log.warning("published the orphaned creation of %s", scope.where(item_id))
 
 
@@ -317,11 +339,12 @@ async def roll_forward(
     moved = await publish_claim(
         scope.repo, scope.tenant, item_id, head_ov, lease_token=lease_token, fence=fence
     )
-    if moved:
+    if moved is not None:
+        scope.counted(moved)
         log.warning(
             "rolled forward %s to ov=%d (its writer stopped)", scope.where(item_id), head_ov + 1
         )
-    return moved
+    return moved is not None
 
 
 async def _head_moved(attempt: Attempt, version: Doc) -> Doc:

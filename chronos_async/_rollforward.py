@@ -36,6 +36,8 @@ _VERSION_ONLY = (
     "idem",
     "idem_fp",
     "payload_ov",
+    "cnt",
+    "cu",
 )
 
 
@@ -97,7 +99,9 @@ def settle_age_us(config: ChronosConfig, *, create: bool) -> int:
     return age * 1000
 
 
-async def adopt_create(repo: RecordRepo, tenant: str | None, item_id: str, settle_us: int) -> bool:
+async def adopt_create(
+    repo: RecordRepo, tenant: str | None, item_id: str, settle_us: int
+) -> Doc | None:
     """Publish a creation whose writer stopped between claim and head insert.
 
     Only claims older than ``settle_us`` are adopted (:func:`settle_age_us`), so a creator
@@ -106,13 +110,13 @@ async def adopt_create(repo: RecordRepo, tenant: str | None, item_id: str, settl
     pending = await repo.find_version(version_id(tenant, item_id, 0))
     claimed = 0 if pending is None else int(pending.get("claim_us") or 0)
     if pending is None or claimed > now_us() - settle_us:
-        return False
+        return None
     hid = head_id(tenant, item_id)
     try:
         await repo.insert_head(head_from_version(pending, hid, max(now_us(), claimed + 1)))
     except DuplicateKeyError:
-        return False
-    return True
+        return None
+    return pending
 
 
 async def publish_claim(
@@ -123,8 +127,9 @@ async def publish_claim(
     *,
     lease_token: str | None = None,
     fence: int | None = None,
-) -> bool:
-    """Move the head from ``head_ov`` to the claimed version ``head_ov + 1``, if both hold.
+) -> Doc | None:
+    """Move the head from ``head_ov`` to the claimed version ``head_ov + 1``, if both hold;
+    the version it published (``None`` when it did not).
 
     It commits now, not at its writer's claim: reads made since the claim did not see
     it, so its commit time must be later than all of them. The compare-and-swap is the
@@ -132,11 +137,11 @@ async def publish_claim(
     """
     pending = await repo.find_version(version_id(tenant, item_id, head_ov + 1))
     if pending is None:
-        return False
+        return None
     pending = await follow_moved_payload(repo, tenant, pending)
     hid = head_id(tenant, item_id)
     at = max(now_us(), int(pending["prev_at"]) + 1, int(pending.get("claim_us") or 0) + 1)
     head = head_from_version(pending, hid, at)
     if fence is not None:
         head["lease_fence"] = fence
-    return await repo.move_head(hid, head_ov, head, lease_token=lease_token)
+    return pending if await repo.move_head(hid, head_ov, head, lease_token=lease_token) else None

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chronos_async._activity import Activity
 from chronos_async._checkpoints import CheckpointInfo, Checkpoints, Point
@@ -17,6 +17,9 @@ from chronos_async._sections import CollectionMap
 from chronos_async.meta import IdemRepo, RecordRepo
 from chronos_async.storage import BlobStore
 from chronos_async.storage._batcher import PackWriter
+
+if TYPE_CHECKING:
+    from chronos_async.counters import Counting
 
 __all__ = ["ItemGates", "Scope", "now_us"]
 
@@ -85,6 +88,13 @@ class Scope:
     store_clients: tuple[Any, ...]
     #: Group commit of small payloads into packs (``write_optimization.batch_s3``).
     packs: PackWriter | None = None
+    #: The collection's counters (``None`` when counting is off).
+    counting: Counting | None = None
+
+    def counted(self, version: dict[str, Any]) -> None:
+        """Count ``version``, which this process just published (once per version)."""
+        if self.counting is not None:
+            self.counting.published(version)
 
     async def reach(self, point: Point, item_id: str, ov: int, op: str) -> None:
         """Pass checkpoint ``point`` of a write (a no-op unless a hook is installed)."""

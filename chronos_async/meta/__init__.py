@@ -5,6 +5,7 @@ from chronos_async.meta._errors import DuplicateKeyError, is_retryable, mongo_er
 from chronos_async.meta._idem import IdemRepo
 from chronos_async.meta._records import HEAD_LIGHT, RecordRepo, Session
 from chronos_async.meta._topology import supports_transactions
+from chronos_async.meta._totals import TotalsRepo, UniqueFact
 
 __all__ = [
     "HEAD_LIGHT",
@@ -12,6 +13,8 @@ __all__ = [
     "IdemRepo",
     "RecordRepo",
     "Session",
+    "TotalsRepo",
+    "UniqueFact",
     "is_retryable",
     "mongo_errors",
     "open_client",
