@@ -15,6 +15,7 @@ from chronos_async._admin import Admin, BackendHealth, HealthReport
 from chronos_async._client import Backend, Chronos, ChronosStats
 from chronos_async._collection import Collection
 from chronos_async._config import ChronosConfig, SpacesConnection
+from chronos_async._content_io import ContentMode, ContentStream
 from chronos_async._errors import (
     ChronosError,
     ClosedError,
@@ -42,7 +43,9 @@ from chronos_async._reconcile import ReconcileReport
 from chronos_async._restore import RestoreReport
 from chronos_async._routing import RouteInfo
 from chronos_async._verify import Problem, VerifyReport
+from chronos_async.counters import CounterDrift, Counters, RecountReport, Totals
 from chronos_async.fallback import Fallback, FallbackOp, QueuedCollection, QueuedWrite, QueueStats
+from chronos_async.lifecycle import ExpireReport, PruneReport, RollupReport
 from chronos_async.storage._batcher import PackStats
 
 __version__ = "0.1.0"
@@ -58,8 +61,13 @@ __all__ = [
     "ClosedError",
     "Collection",
     "ConfigError",
+    "ContentMode",
+    "ContentStream",
+    "CounterDrift",
+    "Counters",
     "DeadLetterError",
     "ExecutableNotFoundError",
+    "ExpireReport",
     "Fallback",
     "FallbackOp",
     "HealthReport",
@@ -78,16 +86,20 @@ __all__ = [
     "PackStats",
     "Page",
     "Problem",
+    "PruneReport",
     "QueueStats",
     "QueuedCollection",
     "QueuedOperationError",
     "QueuedWrite",
     "ReconcileReport",
+    "RecountReport",
     "RestoreInterruptedError",
     "RestoreReport",
+    "RollupReport",
     "RouteInfo",
     "SpacesConnection",
     "StorageError",
+    "Totals",
     "ValidationError",
     "VerifyReport",
     "VersionConflictError",

@@ -1,5 +1,7 @@
 """Operator tools: health, verify (read-only check of every invariant), repair and
-reconcile (roll stuck versions forward, remove old orphan payloads)."""
+reconcile (roll stuck versions forward, remove old orphan payloads), and the retention
+operations rollup_now, prune_now and expire (thin delegations to
+:mod:`chronos_async.lifecycle`)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,10 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from chronos_async._errors import ChronosError, ValidationError
+from chronos_async._errors import ChronosError, ConfigError, ValidationError
 from chronos_async._keys import validate_collection, validate_db
 from chronos_async._pack_admin import pack_settle_us
 from chronos_async._reconcile import (
@@ -22,11 +25,16 @@ from chronos_async._rollforward import settle_age_us
 from chronos_async._telemetry import traced
 from chronos_async._verify import (
     CollectionScan,
+    Problem,
     ReferenceCheck,
     VerifyProgress,
     VerifyReport,
     scan_collection,
 )
+from chronos_async.counters import RecountReport
+from chronos_async.lifecycle import ExpireReport, PruneReport, RollupReport
+from chronos_async.lifecycle._ops import run_expire, run_prune, run_rollup
+from chronos_async.lifecycle._reports import LifecycleProgress
 from chronos_async.meta import RecordRepo, mongo_errors
 from chronos_async.storage import BlobStore
 
@@ -244,7 +252,59 @@ class Admin:
         for scan in scans:
             for key, value in scan.counts.items():
                 counts[key] = counts.get(key, 0) + value
+        if self._chronos.counters.enabled:
+            drift = await self._counter_drift(db, collection)
+            counts["counter_drift"] = len(drift)
+            problems += drift
         return VerifyReport(problems=problems, counts=counts)
+
+    async def _counter_drift(self, db: str | None, collection: str | None) -> tuple[Problem, ...]:
+        found = []
+        for holders in (await self._targets(db, collection)).values():
+            for backend, repo in holders:
+                found.extend(await self._chronos.counters.drift(backend, repo))
+        return tuple(
+            Problem(
+                "counter_drift",
+                d.db,
+                d.collection,
+                d.tenant,
+                None,
+                None,
+                f"{d.field} is {d.stored}, the version index gives {d.expected} "
+                "(transient while writes run; admin.recount() rebuilds it)",
+            )
+            for d in found
+        )
+
+    @traced("admin.recount")
+    async def recount(self, db: str | None = None, collection: str | None = None) -> RecountReport:
+        """Rebuild the counters of ``db`` (all databases when ``None``) from the version
+        index and the heads, under the rules in force now (see :mod:`chronos_async.counters`).
+
+        Use it after a crash (a process's unapplied increments are lost), after adding or
+        changing ``counter_rules``, or when :meth:`verify` reports ``counter_drift``.
+        Exact when no write to the collection runs meanwhile; writes during a recount may
+        be missed or counted twice (run it again).
+
+        Example::
+
+            report = await chronos.admin.recount(db="app", collection="users")
+            print(report.totals, report.versions, report.corrected)
+        """
+        counters = self._chronos.counters
+        if not counters.enabled:
+            raise ConfigError("counters are off: add a 'counters' section or 'counter_rules'")
+        total = RecountReport()
+        for holders in (await self._targets(db, collection)).values():
+            for backend, repo in holders:
+                total += await counters.recount(backend, repo)
+        return total
+
+    def _counted(self, repo: RecordRepo, tenant: str | None, version: dict[str, Any]) -> None:
+        counting = self._chronos.counters.counting_for_repo(repo, tenant)
+        if counting is not None:
+            counting.published(version)
 
     @traced("admin.repair")
     async def repair(self, db: str | None = None, collection: str | None = None) -> ReconcileReport:
@@ -263,6 +323,7 @@ class Admin:
                 remove_orphans=False,
                 still_referenced=check,
                 settle_create_us=settle_age_us(self._chronos.config, create=True),
+                counted=self._counted,
             )
         return total
 
@@ -306,5 +367,67 @@ class Admin:
                 still_referenced=check,
                 settle_create_us=settle_age_us(config, create=True),
                 compaction=compaction if below > 0 else None,
+                counted=self._counted,
             )
         return total
+
+    # -- retention and rollup (chronos_async.lifecycle) --------------------------------
+
+    @traced("admin.rollup_now")
+    async def rollup_now(
+        self,
+        db: str | None = None,
+        collection: str | None = None,
+        *,
+        progress: LifecycleProgress | None = None,
+    ) -> RollupReport:
+        """Move the versions beyond each collection's retention rule from the live index
+        into manifests (idempotent, resumable, safe while the application writes).
+
+        ``progress(done, total)`` is called after each record. Example::
+
+            report = await chronos.admin.rollup_now(db="myapp", collection="users")
+            print(report.versions_rolled, report.manifests_written)
+        """
+        return await run_rollup(self._chronos, await self._targets(db, collection), progress)
+
+    @traced("admin.prune_now")
+    async def prune_now(
+        self,
+        db: str | None = None,
+        collection: str | None = None,
+        *,
+        grace_seconds: float = 600.0,
+        progress: LifecycleProgress | None = None,
+    ) -> PruneReport:
+        """Finish interrupted rollups: trim index entries already in manifests, delete
+        manifest objects no catalog entry names (older than ``grace_seconds``). Never
+        removes history (that is :meth:`expire`)."""
+        targets = await self._targets(db, collection)
+        return await run_prune(self._chronos, targets, grace_seconds, progress)
+
+    @traced("admin.expire")
+    async def expire(
+        self,
+        db: str | None = None,
+        collection: str | None = None,
+        *,
+        before: datetime | str,
+        keep_last: int = 1,
+        progress: LifecycleProgress | None = None,
+    ) -> ExpireReport:
+        """Delete, for good, the versions committed before ``before`` (all but the newest
+        ``keep_last`` of each record; never the current one) and the payloads no
+        remaining version refers to. The report says how many versions and bytes went.
+
+        Example::
+
+            report = await chronos.admin.expire(
+                db="myapp", collection="users", before="2025-01-01T00:00:00Z", keep_last=5
+            )
+            print(report.versions_removed, report.bytes_removed)
+        """
+        targets = await self._targets(db, collection)
+        return await run_expire(
+            self._chronos, targets, before=before, keep_last=keep_last, progress=progress
+        )

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chronos_async._args import check_ov
+from chronos_async._content_verify import delete_record_content
 from chronos_async._errors import ValidationError, VersionConflictError
 from chronos_async._keys import copy_key, head_id, validate_id
 from chronos_async._lease import LeaseKeeper, take_lease
@@ -15,6 +16,8 @@ from chronos_async._pack_admin import pack_info, pack_settle_us, rewrite_pack
 from chronos_async._scope import Scope, now_us
 from chronos_async._withdraw import guarded
 from chronos_async._write import Writer, leased_attempt
+from chronos_async.lifecycle._archive import Archive
+from chronos_async.lifecycle._versions import rolled_range
 from chronos_async.storage import BlobMissingError
 
 __all__ = ["hard_delete", "remove_from_pack"]
@@ -53,11 +56,19 @@ async def hard_delete(writer: Writer, item_id: str, *, expected_ov: int | None) 
             docs = [
                 v async for v in scope.repo.iter_versions(scope.t, item_id, max_ov=int(head["ov"]))
             ]
+            # Rolled-up versions too (chronos_async.lifecycle): their manifests go as well.
+            docs += [v async for v in rolled_range(scope, item_id, 0, int(head["ov"]))]
             docs.append(head)
             own, packs = _payload_keys(scope, item_id, docs)
             await scope.repo.delete_versions(scope.t, item_id)
+            # Content objects are named by content, not by attempt: they go while the
+            # head still stands, so no create of the same id can be storing them again.
+            await delete_record_content(scope, item_id, docs)
             await scope.repo.delete_head(head_id(scope.tenant, item_id), token)
             attempt.published = True
+            if scope.counting is not None:
+                scope.counting.retired(head, docs[:-1])
+            await Archive.of(scope.repo, scope.store).forget_record(scope.t, item_id)
             await scope.store.delete(own)
             for key in packs:
                 await remove_from_pack(scope, key)

@@ -14,14 +14,19 @@ ids the key itself names:
 
 - a payload key ``<tenant>/<db>/<coll>/<id>/v<ov>/<token>.json`` is written by the
   attempt that claims version ``ov`` of that record, and a restore reuses the key of the
-  version it copies, whose ``v<ov>`` segment stays that of the first version. Version
-  documents are removed only by a hard delete (of the whole record), so a key is in use
-  exactly when version ``<tenant>/<id>/<ov>`` still exists with that key;
+  version it copies, whose ``v<ov>`` segment stays that of the first version. A key is
+  in use when version ``<tenant>/<id>/<ov>`` still exists with that key; when it does
+  not (rolled up into a manifest, or expired while a later version reuses its payload),
+  the record's manifests and live versions are asked too (:mod:`.lifecycle._refs`);
 - the record's head is checked too (``<tenant>/<id>``), as a head may outlive its
   versions.
 
 Both are ``_id`` lookups, batched (``$in``, :data:`LOOKUP_BATCH` ids per query), never a
 collection scan. A key that is not a payload key cannot be looked up and is never removed.
+
+- a content object (externalized ``base64_props``, in the content store) is in use while
+  a version or the head of the record its key names lists it in ``content``
+  (:func:`~._content_verify.content_referenced`); reconcile removes unused ones too.
 
 - the stand-alone copy of a packed payload (made for a presigned URL) is a payload key
   whose token is the start of the payload's sha256: it is in use while version
@@ -37,10 +42,12 @@ than ``compact_below`` is rewritten with only its live members (:mod:`._pack_adm
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from chronos_async._content import parse_content_key
+from chronos_async._content_verify import content_referenced, remove_content_orphans
 from chronos_async._errors import IntegrityError, ValidationError
 from chronos_async._keys import (
     NO_TENANT,
@@ -51,14 +58,26 @@ from chronos_async._keys import (
     validate_db,
     version_id,
 )
+from chronos_async._models import Summable
 from chronos_async._pack_admin import pack_members, pack_referrers, rewrite_pack
 from chronos_async._rollforward import adopt_create, publish_claim
 from chronos_async._verify import CollectionScan, ReferenceCheck
-from chronos_async.meta import mongo_errors
+from chronos_async.lifecycle._refs import rolled_up_users
+from chronos_async.meta import RecordRepo, mongo_errors
 from chronos_async.storage import BlobMissingError, BlobStore
 from chronos_async.storage._packs import is_pack_key, pack_collection
 
-__all__ = ["LOOKUP_BATCH", "Compaction", "ReconcileReport", "fix_collection", "referenced_keys"]
+__all__ = [
+    "LOOKUP_BATCH",
+    "Compaction",
+    "Counted",
+    "ReconcileReport",
+    "fix_collection",
+    "referenced_keys",
+]
+
+#: ``counted(repo, tenant, version)``: a version a repair published (for the counters).
+Counted = Callable[[RecordRepo, str | None, dict[str, Any]], None]
 
 _DELETE_BATCH = 500
 #: Ids per ``$in`` query of the reference check.
@@ -66,7 +85,7 @@ LOOKUP_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
-class ReconcileReport:
+class ReconcileReport(Summable):
     """What reconcile (or repair) changed."""
 
     rolled_forward: int = 0
@@ -75,11 +94,8 @@ class ReconcileReport:
     #: Packs rewritten with only their live members, and the bytes that freed.
     packs_compacted: int = 0
     pack_bytes_reclaimed: int = 0
-
-    def __add__(self, other: ReconcileReport) -> ReconcileReport:
-        return ReconcileReport(
-            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(self))
-        )
+    #: Content objects (externalized ``base64_props``) no version referred to.
+    content_removed: int = 0
 
 
 def _tenant(t: str) -> str | None:
@@ -109,7 +125,12 @@ async def referenced_keys(
     kept: set[str] = set()
     # (db, collection) -> [(key, version _id, head _id)]
     lookups: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+    content = {key for key in keys if parse_content_key(key) is not None}
+    if content:  # content objects: referred to by the versions of the record they name
+        kept.update(await content_referenced(clients, sorted(content)))
     for key in keys:
+        if key in content:
+            continue
         if is_pack_key(key):
             if store is None or await _pack_in_use(clients, store, key):
                 kept.add(key)
@@ -164,7 +185,14 @@ async def _referenced_in(
             return True
         return heads.get(hid) == key
 
-    return {key for key, vid, hid in chunk if used(key, vid, hid)}
+    kept = {key for key, vid, hid in chunk if used(key, vid, hid)}
+    # Not found by its own version: a rolled-up version (in a manifest) or a later live
+    # version reusing it may still refer to it (lifecycle: retention and rollup).
+    rest = [(key, *hid.split("/", 1)) for key, vid, hid in chunk if key not in kept]
+    if rest:
+        with mongo_errors("payload reference check"):
+            kept |= await rolled_up_users(database, collection, [(k, t, i) for k, t, i in rest])
+    return kept
 
 
 async def _pack_in_use(clients: Sequence[Any], store: BlobStore, key: str) -> bool:
@@ -198,6 +226,7 @@ async def fix_collection(
     still_referenced: ReferenceCheck,
     settle_create_us: int,
     compaction: Compaction | None = None,
+    counted: Counted | None = None,
 ) -> ReconcileReport:
     """Act on one collection's scan: publish stuck versions, optionally drop orphans
     and compact sparse packs.
@@ -207,17 +236,24 @@ async def fix_collection(
     ``settle_create_us``.
 
     Each orphan is checked with ``still_referenced`` right before it is deleted (in
-    batches); one that some backend now refers to is kept.
+    batches); one that some backend now refers to is kept. ``counted(repo, tenant,
+    version)`` is told of each version published here (the counters count it).
     """
     rolled = adopted = removed = 0
     for part in scan.backends:
         repo = part.repo
         for t, item_id, head_ov in part.stuck_claims:
-            if await publish_claim(repo, _tenant(t), item_id, head_ov):
+            moved = await publish_claim(repo, _tenant(t), item_id, head_ov)
+            if moved is not None:
                 rolled += 1
+                if counted is not None:
+                    counted(repo, _tenant(t), moved)
         for t, item_id in part.orphan_creates:
-            if await adopt_create(repo, _tenant(t), item_id, settle_create_us):
+            made = await adopt_create(repo, _tenant(t), item_id, settle_create_us)
+            if made is not None:
                 adopted += 1
+                if counted is not None:
+                    counted(repo, _tenant(t), made)
     if remove_orphans:
         for store, keys in scan.orphans:
             for start in range(0, len(keys), _DELETE_BATCH):
@@ -227,7 +263,11 @@ async def fix_collection(
                 if doomed:
                     await store.delete(doomed)
                     removed += len(doomed)
-    report = ReconcileReport(rolled, adopted, removed)
+    content_removed = 0
+    if remove_orphans:
+        for store, keys in scan.content_orphans:
+            content_removed += await remove_content_orphans(store, keys, still_referenced)
+    report = ReconcileReport(rolled, adopted, removed, content_removed=content_removed)
     if compaction is not None:
         report += await _compact(scan, compaction)
     return report

@@ -6,6 +6,7 @@ The sections that hold credentials (``SpacesConnection``, ``CountersConfig``) li
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self
@@ -21,6 +22,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from chronos_async._content_paths import check_prop_paths
 from chronos_async._errors import ConfigError
 
 __all__ = [
@@ -170,7 +172,15 @@ class _CounterRetention(_RetentionRule):
 
 
 class RetentionConfig(Section):
-    """How long versions and counter history are kept (enforced by a later service)."""
+    """How many versions per record the live version index keeps.
+
+    ``ver`` (when ``enabled`` and ``ver.enabled``): the newest ``max_versions`` and those
+    committed within ``max_age`` days stay in ``<coll>_ver``, "whichever limit is
+    reached first"; older ones are rolled up into manifests by ``admin.rollup_now`` (or
+    the background rollup), and every read still answers for them. Nothing is deleted:
+    see ``admin.expire``. ``collection_maps.<name>.version_retention`` overrides ``ver``.
+    (``counters`` is accepted for configs of the original.)
+    """
 
     enabled: bool = False
     ver: _RetentionRule = Field(default_factory=_RetentionRule)
@@ -178,19 +188,40 @@ class RetentionConfig(Section):
 
 
 class RollupConfig(Section):
-    """Periodic manifests of collection state in the backups bucket."""
+    """Rollup of versions beyond their retention into manifests in the backups bucket.
+
+    One manifest per record and ``manifest_period`` (UTC day, ISO week or month of the
+    versions' commit times). With ``enabled`` and ``auto_schedule``, a background task
+    of the ``Chronos`` instance runs rollup and prune every ``interval_seconds`` (one
+    process at a time, by a lease); ``admin.rollup_now()`` works either way.
+    """
 
     enabled: bool = False
     manifest_period: Literal["daily", "weekly", "monthly"] = "daily"
     auto_schedule: bool = True
+    interval_seconds: int = Field(default=3600, ge=1)
 
 
 class Base64Prop(Section):
-    """A property holding base64 content that is stored outside the payload JSON."""
+    """A property holding base64 content that is stored outside the payload JSON.
+
+    ``content_type`` is the type the content object is stored (and served) with; a text
+    rendition (UTF-8, decoded with ``text_charset``) is stored too when
+    ``preferred_text`` is set or the type is ``text/*`` (see the README, "Attachments").
+    """
 
     content_type: str = Field(min_length=1)
     preferred_text: bool = False
     text_charset: str = "utf-8"
+
+    @field_validator("text_charset")
+    @classmethod
+    def _charset(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text_charset {value!r}") from None
+        return value
 
 
 class _Validation(Section):
@@ -198,6 +229,8 @@ class _Validation(Section):
 
 
 class _VersionRetention(Section):
+    """Per-collection bound of the live version index (overrides ``retention.ver``)."""
+
     days_in_index: int | None = Field(default=None, gt=0)
     max_versions_in_index: int | None = Field(default=None, gt=0)
 
@@ -226,6 +259,12 @@ class CollectionMap(Section):
             raise ValueError("indexed_props has duplicates")
         return values
 
+    @field_validator("base64_props")
+    @classmethod
+    def _base64_paths(cls, values: dict[str, Base64Prop]) -> dict[str, Base64Prop]:
+        check_prop_paths(list(values))  # a ValidationError is a ValueError
+        return values
+
     @model_validator(mode="after")
     def _required_are_indexed(self) -> CollectionMap:
         missing = [p for p in self.validation.required_indexed if p not in self.indexed_props]
@@ -234,19 +273,67 @@ class CollectionMap(Section):
         return self
 
 
-class CounterRule(Section):
-    """A conditional counter: counts writes whose data matches ``when``."""
+CounterEvent = Literal["CREATE", "UPDATE", "DELETE", "RESTORE", "ENRICH"]
+_RULE_NAME = r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$"
+_DOTTED_PATH = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$"
 
-    name: str = Field(min_length=1)
-    on: list[Literal["CREATE", "UPDATE", "DELETE"]] | None = None
+
+class CounterRule(Section):
+    """A conditional counter over a collection's writes or its current records.
+
+    ``kind="events"`` (the original's counters) counts the writes whose record matches
+    ``when``: for a write that deletes, the record as it was before it; ``on`` limits
+    the kinds of write (all by default). ``kind="gauge"`` counts the records that match
+    ``when`` now: a record that stops matching, or is deleted, leaves the count.
+
+    ``when`` uses the operators of ``list_by_meta`` (equality, ``$eq``, ``$ne``, ``$in``,
+    ``$nin``, ``$gt``, ``$gte``, ``$lt``, ``$lte``, ``$exists``, ``$and``, ``$or``) on
+    dotted paths of the indexed props (``scope="meta"``) or of the whole record
+    (``scope="payload"``). ``count_unique`` (events only) also counts the distinct
+    values found at that path in the matching writes. ``collections`` limits the rule
+    to those collection names (every collection by default).
+    """
+
+    name: str = Field(pattern=_RULE_NAME)
+    kind: Literal["events", "gauge"] = "events"
+    on: list[CounterEvent] | None = None
     scope: Literal["meta", "payload"] = "meta"
     when: dict[str, Any] = Field(default_factory=dict)
+    count_unique: str | None = Field(default=None, pattern=_DOTTED_PATH)
+    collections: list[str] | None = None
+
+    @field_validator("when")
+    @classmethod
+    def _when(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from chronos_async.counters._predicate import Predicate  # its operators, checked
+
+        Predicate.compile(value)
+        return value
+
+    @model_validator(mode="after")
+    def _kind_fits(self) -> Self:
+        if self.kind == "gauge" and self.on is not None:
+            raise ValueError(
+                f"counter rule {self.name!r}: a gauge counts records; it takes no 'on'"
+            )
+        if self.kind == "gauge" and self.count_unique is not None:
+            raise ValueError(f"counter rule {self.name!r}: count_unique needs kind 'events'")
+        return self
 
 
 class CounterRules(Section):
-    """The list of conditional counter rules."""
+    """The list of conditional counter rules (names are unique)."""
 
     rules: list[CounterRule] = Field(default_factory=list)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique(cls, rules: list[CounterRule]) -> list[CounterRule]:
+        names = [rule.name for rule in rules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"counter rule names must be unique: {dupes}")
+        return rules
 
 
 class DevShadowConfig(Section):
@@ -315,8 +402,9 @@ class WriteOptimizationConfig(Section):
     upload runs gather in one pack, which goes once its first payload waited
     ``batch_window_ms`` (the most a write waits), or at once at ``batch_max_count``
     payloads or ``batch_max_bytes``. Payloads above ``batch_member_max_bytes`` are
-    always stored alone. (``debounce_counters_ms``
-    and ``allow_shadow_skip`` are accepted for configs of the original; they do nothing.)
+    always stored alone. ``debounce_counters_ms`` paces the counters' flushes (see
+    :mod:`chronos_async.counters`). (``allow_shadow_skip`` is accepted for configs of the
+    original; it does nothing.)
     """
 
     batch_s3: bool = False
@@ -324,7 +412,9 @@ class WriteOptimizationConfig(Section):
     batch_max_count: int = Field(default=256, ge=2)
     batch_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     batch_member_max_bytes: int = Field(default=256 * 1024, ge=1)
-    debounce_counters_ms: int = Field(default=0, ge=0)
+    #: How long counter increments gather before a flush (0: flush as soon as the
+    #: previous one ends). ``get_totals`` always applies its process's pending ones first.
+    debounce_counters_ms: int = Field(default=20, ge=0)
     allow_shadow_skip: bool = False
 
 

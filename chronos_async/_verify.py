@@ -18,6 +18,11 @@ every tenant seen. Per record:
 - ``head_without_versions`` / ``versions_without_head``
 - ``orphan_payload``: a stored object no version refers to, older than the grace period
   (younger ones are counted as in flight: a write may be about to claim them)
+- ``missing_content`` / ``checksum_mismatch`` / ``orphan_content``: the same for the
+  content objects of externalized ``base64_props`` (see :mod:`._content_verify`)
+- ``rollup_manifest``: a manifest of rolled-up versions (:mod:`.lifecycle`) is missing
+  or does not match its sha256; the versions of the readable ones are checked with the
+  live versions as one history
 
 Backends may share a payload store (every backend of a local-folder setup does; two S3
 connections may name one bucket and prefix). A store's objects are therefore judged
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from chronos_async._content_verify import scan_content
 from chronos_async._verify_records import scan_records
 from chronos_async._verify_report import (
     BackendScan,
@@ -100,4 +106,13 @@ async def scan_collection(
         await pack_uses(parts, stored, scan)
         for part in parts:
             await check_stored(part.store, part.to_hash, stored, check_payloads, scan)
+        await scan_content(
+            parts,
+            db,
+            name,
+            scan,
+            grace_seconds=grace_seconds,
+            check_payloads=check_payloads,
+            still_referenced=still_referenced,
+        )
     return scan

@@ -7,9 +7,11 @@ from itertools import pairwise
 from typing import Any
 
 from chronos_async._codec import sha256_hex
+from chronos_async._content_verify import note_content
 from chronos_async._keys import NO_TENANT, copy_key
 from chronos_async._scope import now_us
 from chronos_async._verify_report import BackendScan, CollectionScan, Span, VerifyProgress
+from chronos_async.lifecycle._verify import catalogued_records, with_rolled
 from chronos_async.meta import RecordRepo, mongo_errors
 from chronos_async.storage import BlobStore
 
@@ -67,17 +69,21 @@ async def scan_records(
     scan.add("heads", len(heads))
     part.tenants.update(t for t, _ in heads)
     seen_records: set[tuple[str, str]] = set()
+    rolled = await catalogued_records(repo, store)
 
     async for (t, item_id), versions in _versions_by_record(repo):
         part.tenants.add(t)
         seen_records.add((t, item_id))
         scan.add("versions", len(versions))
+        if (t, item_id) in rolled:  # rolled-up versions are checked as part of the history
+            versions = await with_rolled(repo, store, scan, rolled[(t, item_id)], versions)
         part.referenced.update(str(v["key"]) for v in versions)
         part.referenced.update(
             copy_key(_tenant(t), repo.db.name, repo.name, v["id"], int(v["ov"]), v["sha256"])
             for v in versions
             if v.get("offset") is not None
         )
+        note_content(part, t, versions)
         head = heads.get((t, item_id))
         if head is None:
             claimed = _claim_us(versions[0])
@@ -103,7 +109,11 @@ async def scan_records(
                 "head_without_versions", t, item_id, int(head["ov"]), "no version documents"
             )
             part.referenced.add(head["key"])
+            note_content(part, t, [head])
             part.to_hash.setdefault(span_of(head), (t, item_id, head["sha256"], int(head["ov"])))
+    for t, item_id in rolled.keys() - seen_records - heads.keys():
+        # A hard delete that stopped before removing the record's manifests.
+        scan.problem("rollup_manifest", t, item_id, None, "manifests of a record that is gone")
     return part
 
 

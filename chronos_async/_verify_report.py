@@ -34,6 +34,10 @@ ProblemKind = Literal[
     "head_without_versions",
     "versions_without_head",
     "orphan_payload",
+    "missing_content",
+    "orphan_content",
+    "rollup_manifest",
+    "counter_drift",
 ]
 #: ``progress(collection, records_checked)``
 VerifyProgress = Callable[[str, int], None]
@@ -111,6 +115,9 @@ class BackendScan:
     to_hash: dict[Span, tuple[str, str, str, int]] = field(default_factory=dict)
     #: the tenants (as stored, ``NO_TENANT`` included) whose payload prefix is listed
     tenants: set[str] = field(default_factory=lambda: {NO_TENANT})
+    #: content key -> (tenant, id, sha256, size, ov) of the content objects (externalized
+    #: ``base64_props``) a version or head of this backend refers to
+    content: dict[str, tuple[str, str, str, int, int]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -130,6 +137,8 @@ class CollectionScan:
     orphans: list[tuple[BlobStore, list[str]]] = field(default_factory=list)
     #: every referenced pack, with its live bytes (candidates for compaction)
     packs: list[PackUse] = field(default_factory=list)
+    #: like ``orphans``, for the content objects of the content store (role "content")
+    content_orphans: list[tuple[BlobStore, list[str]]] = field(default_factory=list)
 
     def add(self, counter: str, n: int = 1) -> None:
         """Add ``n`` to ``counts[counter]``."""
