@@ -193,7 +193,7 @@ class Chronos:
             from chronos_async.storage.local import LocalBlobStore
 
             assert cfg.local_storage is not None
-            store = LocalBlobStore(cfg.local_storage.base_path)
+            store = LocalBlobStore(cfg.local_storage.path_for(index))
         else:
             from chronos_async.storage.mongo import MongoBlobStore
 

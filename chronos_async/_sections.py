@@ -104,10 +104,19 @@ class Section(BaseModel):
 
 
 class LocalStorageConfig(Section):
-    """Payloads in a local folder (one sub-folder per bucket role)."""
+    """Payloads in a local folder (one sub-folder per bucket role).
+
+    With several backends they share ``base_path``, unless ``base_paths`` gives each
+    backend its own folder (paired with ``mongo_uris`` by position).
+    """
 
     enabled: bool
     base_path: str = Field(min_length=1)
+    base_paths: list[Annotated[str, StringConstraints(min_length=1)]] | None = None
+
+    def path_for(self, index: int) -> str:
+        """The folder of backend ``index``."""
+        return self.base_paths[index] if self.base_paths else self.base_path
 
 
 class MongoStorageConfig(Section):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -436,3 +437,108 @@ async def test_two_servers_with_two_s3_stores_keep_payloads_with_their_records(
     finally:
         await drop_databases(mongo_uri, db_name)
         await drop_databases(second_mongo_uri, db_name)
+
+
+def _two_stores(kind: str, tmp_path: Path, s3: S3Server | None, prefix: str) -> dict[str, Any]:
+    """Payload settings giving each of two backends its own store: two local folders, or
+    two different buckets (the session's JSON bucket for one backend, its content bucket
+    for the other: no extra bucket, SeaweedFS spends a volume on each)."""
+    if kind == "local":
+        folders = [str(tmp_path / "east"), str(tmp_path / "west")]
+        return {
+            "payload_storage": "local",
+            "local_storage": {"enabled": True, "base_path": folders[0], "base_paths": folders},
+        }
+    assert s3 is not None
+    buckets = [
+        (s3.json_bucket, s3.content_bucket),
+        (s3.content_bucket, s3.json_bucket),
+    ]
+    conns = [
+        {
+            "endpoint": s3.endpoint,
+            "region": s3.region,
+            "access_key": s3.access_key,
+            "secret_key": s3.secret_key,
+            "json_bucket": json_bucket,
+            "content_bucket": content_bucket,
+            "backups_bucket": s3.backups_bucket,
+            "key_prefix": f"{prefix}-{n}",
+        }
+        for n, (json_bucket, content_bucket) in enumerate(buckets)
+    ]
+    return {"payload_storage": "s3", "spaces_conns": conns}
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+async def test_every_operation_reaches_the_backend_that_holds_the_record(
+    mongo_uri: str,
+    second_mongo_uri: str,
+    db_name: str,
+    tmp_path: Path,
+    key_prefix: str,
+    request: pytest.FixtureRequest,
+    kind: str,
+) -> None:
+    s3 = request.getfixturevalue("s3_server") if kind == "s3" else None  # skips without S3
+    config = ChronosConfig.model_validate(
+        {
+            "mongo_uris": [mongo_uri, second_mongo_uri],
+            **_two_stores(kind, tmp_path, s3, key_prefix),
+            "limits": {"inline_payload_bytes": 0},  # every read goes to the store
+            "collection_maps": {"docs": {"indexed_props": ["tenant", "n"]}},
+            "counters": {},
+            "routing": {"backend_ids": ["east", "west"]},
+        }
+    )
+    try:
+        async with Chronos(config) as chronos:
+            placed: dict[str, int] = {}
+            for n in range(10):
+                tenant = f"s{n}"
+                placed[tenant] = chronos.route(db=db_name, collection="docs", tenant=tenant).index
+                docs = chronos.collection("docs", db=db_name, tenant=tenant)
+                a = await docs.create({"tenant": tenant, "n": 0})
+                child = await docs.create({"tenant": tenant, "n": 9}, parent_id=a.id)
+                await docs.update(a.id, {"tenant": tenant, "n": 1}, expected_ov=0)
+                await docs.enrich(a.id, {"tags": ["x"]}, function_id="tagger@1")
+                await docs.restore_object(a.id, ov=0)
+                assert [v.ov async for v in docs.history(a.id)] == [3, 2, 1, 0]
+                assert await docs.diff(a.id, 0, 1) != []
+                assert (await docs.get_version(a.id, ov=1)).data["n"] == 1  # type: ignore[union-attr]
+                assert (await docs.get_as_of(a.id, a.at)).data["n"] == 0  # type: ignore[union-attr]
+                assert [i.id for i in await docs.lineage(child.id)] == [a.id]
+                page = await docs.list_by_meta({"tenant": tenant})
+                assert sorted(i.id for i in page.items) == sorted([a.id, child.id])
+                await docs.delete(child.id)
+                restored = await docs.restore_collection(at=child.at)
+                assert restored.undeleted == (child.id,) and a.id in restored.unchanged
+                assert (await docs.get_latest(child.id)) is not None
+                totals = await chronos.counters.get_totals(
+                    db=db_name, collection="docs", tenant=tenant
+                )
+                assert (totals.created, totals.updated, totals.enriched) == (2, 1, 1)
+            assert set(placed.values()) == {0, 1}
+            for tenant, index in placed.items():
+                for backend in chronos.backends:
+                    keys = [info.key async for info in backend.store.list(f"{tenant}/")]
+                    assert (len(keys) > 0) == (backend.index == index), (tenant, backend.index)
+                    heads = backend.client[db_name]["docs_head"]
+                    held = await heads.count_documents({"t": {"$eq": tenant}})
+                    assert held == (2 if backend.index == index else 0)
+            report = await chronos.admin.verify(db_name)
+            assert report.ok, report.problems[:3]
+            assert (await chronos.admin.recount(db=db_name)).corrected == ()
+    finally:
+        await drop_databases(mongo_uri, db_name)
+        await drop_databases(second_mongo_uri, db_name)
+
+
+def test_local_folders_per_backend_pair_with_mongo_uris() -> None:
+    base = {"mongo_uris": ["mongodb://a", "mongodb://b"], "payload_storage": "local"}
+    local = {"enabled": True, "base_path": "/tmp/x", "base_paths": ["/tmp/x"]}
+    with pytest.raises(ConfigError, match="base_paths has 1 entries"):
+        ChronosConfig.model_validate({**base, "local_storage": local})
+    local["base_paths"] = ["/tmp/x", "/tmp/y"]
+    config = ChronosConfig.model_validate({**base, "local_storage": local})
+    assert config.local_storage is not None and config.local_storage.path_for(1) == "/tmp/y"
