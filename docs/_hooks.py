@@ -53,7 +53,7 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 def _type_text(annotation: Any) -> str:
     text = repr(annotation) if not isinstance(annotation, type) else annotation.__name__
     text = re.sub(r"Annotated\[(\w+), [^\]]*\]", r"\1", text)
-    text = re.sub(r"typing\.|pydantic\.types\.|chronos_async\.[\w.]*?\.(?=[A-Z])", "", text)
+    text = re.sub(r"typing\.|pydantic\.types\.|chronos_async\.[\w.]*?\.(?=_?[A-Z])", "", text)
     return text.replace("NoneType", "None")
 
 
