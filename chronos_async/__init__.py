@@ -45,7 +45,7 @@ from chronos_async._routing import RouteInfo
 from chronos_async._verify import Problem, VerifyReport
 from chronos_async.counters import CounterDrift, Counters, RecountReport, Totals
 from chronos_async.fallback import Fallback, FallbackOp, QueuedCollection, QueuedWrite, QueueStats
-from chronos_async.lifecycle import ExpireReport, PruneReport, RollupReport
+from chronos_async.lifecycle import ExpireReport, PruneReport, PurgeReport, RollupReport
 from chronos_async.storage._batcher import PackStats
 
 __version__ = "0.1.0"
@@ -87,6 +87,7 @@ __all__ = [
     "Page",
     "Problem",
     "PruneReport",
+    "PurgeReport",
     "QueueStats",
     "QueuedCollection",
     "QueuedOperationError",

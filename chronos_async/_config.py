@@ -201,13 +201,12 @@ class ChronosConfig(Section):
             )
         if ids is not None and len(set(ids)) != len(ids):
             raise ValueError("routing.backend_ids must be distinct")
-        local = self.local_storage
-        if local is not None and local.base_paths is not None:
-            if len(local.base_paths) != len(self.mongo_uris):
-                raise ValueError(
-                    f"local_storage.base_paths has {len(local.base_paths)} entries but "
-                    f"mongo_uris has {len(self.mongo_uris)}: they pair up by position"
-                )
+        paths = self.local_storage.base_paths if self.local_storage is not None else None
+        if paths is not None and len(paths) != len(self.mongo_uris):
+            raise ValueError(
+                f"local_storage.base_paths has {len(paths)} entries but "
+                f"mongo_uris has {len(self.mongo_uris)}: they pair up by position"
+            )
         if mode == "local" and (self.local_storage is None or not self.local_storage.enabled):
             raise ValueError("payload_storage 'local' needs local_storage.enabled = true")
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,9 +21,21 @@ from chronos_async.lifecycle._archive import Archive
 from chronos_async.lifecycle._versions import rolled_range
 from chronos_async.storage import BlobMissingError
 
-__all__ = ["hard_delete", "remove_from_pack"]
+__all__ = ["Removed", "hard_delete", "remove_from_pack", "remove_record"]
 
 Doc = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """What :func:`remove_record` removed: versions (live and rolled up), payload and
+    content objects, packs rewritten, manifests."""
+
+    head: Doc
+    versions: int
+    objects: int
+    packs: int
+    manifests: int
 
 
 async def hard_delete(writer: Writer, item_id: str, *, expected_ov: int | None) -> WriteResult:
@@ -38,6 +51,16 @@ async def hard_delete(writer: Writer, item_id: str, *, expected_ov: int | None) 
         raise ValidationError("hard delete is disabled (set hard_delete_enabled in the config)")
     item_id = validate_id(item_id)
     expected = check_ov(expected_ov, "expected_ov")
+    removed = await remove_record(scope, item_id, expected=expected, purge=False)
+    cv = await scope.repo.next_cv(scope.t)
+    return WriteResult(id=item_id, ov=int(removed.head["ov"]), cv=cv, at=from_us(now_us()))
+
+
+async def remove_record(
+    scope: Scope, item_id: str, *, expected: int | None, purge: bool
+) -> Removed:
+    """The removal under the record's lease (a hard delete, or the first step of a purge,
+    which also moves other records' rolled-up versions out of the packs it rewrites)."""
     await scope.ready()
     async with (
         scope.activity.write(f"hard delete of {scope.where(item_id)}"),
@@ -46,7 +69,7 @@ async def hard_delete(writer: Writer, item_id: str, *, expected_ov: int | None) 
         head, token = await take_lease(scope, item_id, with_inline=False)
         attempt = leased_attempt(scope, item_id, token, head)
 
-        async def body() -> WriteResult:
+        async def body() -> Removed:
             await scope.reach("leased", item_id, int(head["ov"]), "hard_delete")
             if expected is not None and expected != int(head["ov"]):
                 raise VersionConflictError(expected, int(head["ov"]), id=item_id)
@@ -63,17 +86,16 @@ async def hard_delete(writer: Writer, item_id: str, *, expected_ov: int | None) 
             await scope.repo.delete_versions(scope.t, item_id)
             # Content objects are named by content, not by attempt: they go while the
             # head still stands, so no create of the same id can be storing them again.
-            await delete_record_content(scope, item_id, docs)
+            content = await delete_record_content(scope, item_id, docs)
             await scope.repo.delete_head(head_id(scope.tenant, item_id), token)
             attempt.published = True
             if scope.counting is not None:
                 scope.counting.retired(head, docs[:-1])
-            await Archive.of(scope.repo, scope.store).forget_record(scope.t, item_id)
+            manifests = await Archive.of(scope.repo, scope.store).forget_record(scope.t, item_id)
             await scope.store.delete(own)
             for key in packs:
-                await remove_from_pack(scope, key)
-            cv = await scope.repo.next_cv(scope.t)
-            return WriteResult(id=item_id, ov=int(head["ov"]), cv=cv, at=from_us(now_us()))
+                await remove_from_pack(scope, key, move_rolled_up=purge)
+            return Removed(head, len(docs) - 1, len(own) + content, len(packs), manifests)
 
         async with LeaseKeeper(attempt):
             return await guarded(attempt, body)
@@ -94,8 +116,9 @@ def _payload_keys(scope: Scope, item_id: str, docs: list[Doc]) -> tuple[list[str
     return sorted(own), sorted(packs)
 
 
-async def remove_from_pack(scope: Scope, key: str) -> None:
-    """Rewrite pack ``key`` without the payloads nothing refers to any more.
+async def remove_from_pack(scope: Scope, key: str, *, move_rolled_up: bool = False) -> None:
+    """Rewrite pack ``key`` without the payloads nothing refers to any more
+    (``move_rolled_up``: see :func:`~._pack_admin.rewrite_pack`).
 
     A pack is rewritten only once settled (:func:`~._pack_admin.pack_settle_us`): for a
     pack written moments ago this waits until then (at most the settle age), as its
@@ -111,6 +134,8 @@ async def remove_from_pack(scope: Scope, key: str) -> None:
         await asyncio.sleep(wait_us / 1e6)
     databases = [client[scope.db] for client in scope.store_clients]
     try:
-        await rewrite_pack(scope.store, databases, key, size=info.size)
+        await rewrite_pack(
+            scope.store, databases, key, size=info.size, move_rolled_up=move_rolled_up
+        )
     except BlobMissingError:
         return

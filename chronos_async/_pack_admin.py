@@ -44,6 +44,7 @@ from chronos_async.storage._packs import (
 
 __all__ = [
     "PackRewrite",
+    "Place",
     "pack_info",
     "pack_members",
     "pack_referrers",
@@ -54,6 +55,8 @@ __all__ = [
 Doc = dict[str, Any]
 #: A version or head pointing into a pack: its repo, ``"ver"`` or ``"head"``, the document.
 Referrer = tuple[RecordRepo, str, Doc]
+#: Where a pack rewrite moved each member: ``(offset, length)`` -> new offset.
+Place = dict[tuple[int, int], int]
 
 
 def pack_settle_us(config: ChronosConfig) -> int:
@@ -122,6 +125,21 @@ async def pack_referrers(
     return found
 
 
+async def _move_rolled_up(
+    store: BlobStore, rolled: list[tuple[RecordRepo, Doc]], key: str, new_key: str, place: Place
+) -> None:
+    """Point the manifests of the rolled-up referrers of pack ``key`` at ``new_key``."""
+    from chronos_async.lifecycle._archive import Archive  # the lifecycle builds on this module
+
+    records = {(repo, str(doc["_id"])) for repo, doc in rolled}
+    for repo, hid in sorted(records, key=lambda r: (id(r[0]), r[1])):
+        t, item_id = hid.split("/", 1)
+        archive = Archive.of(repo, store)
+        for cat in await archive.catalog.for_record(t, item_id):
+            if any(span[0] == key for span in cat.get("spans") or ()):
+                await archive.repoint(cat, key, new_key, place)
+
+
 @dataclass(frozen=True, slots=True)
 class PackRewrite:
     """What a rewrite did: the new pack (``None`` when nothing was live), the members
@@ -134,9 +152,7 @@ class PackRewrite:
     old_removed: bool
 
 
-async def _copy_live(
-    store: BlobStore, key: str, keep: list[PackMember]
-) -> tuple[str, dict[tuple[int, int], int]]:
+async def _copy_live(store: BlobStore, key: str, keep: list[PackMember]) -> tuple[str, Place]:
     """Write the ``keep`` members of pack ``key`` into a new pack; old span -> new offset."""
     bodies = await asyncio.gather(
         *(store.get_range(key, offset=m.offset, length=m.length) for m in keep)
@@ -156,20 +172,28 @@ async def _copy_live(
 
 
 async def rewrite_pack(
-    store: BlobStore, databases: Sequence[Any], key: str, *, size: int | None = None
+    store: BlobStore,
+    databases: Sequence[Any],
+    key: str,
+    *,
+    size: int | None = None,
+    move_rolled_up: bool = False,
 ) -> PackRewrite:
     """Rewrite settled pack ``key`` with only the members something uses (module doc).
 
     ``databases``: the MongoDB database of the pack's ``db`` on every backend that
-    shares ``store``.
+    shares ``store``. A pack that rolled-up versions (manifests) point into is kept whole,
+    unless ``move_rolled_up`` (a purge, which must remove its record's bytes): their
+    manifests are then rewritten to point into the new pack.
     """
     if pack_collection(key) is None:
         raise ValueError(f"{key} is not a pack key")
     members = await pack_members(store, key, size)
     referrers = await pack_referrers(databases, key, members)
-    if any(kind == "rollup" for _, kind, _ in referrers):
-        # A manifest points into it, and manifests are not repointed: keep it whole
-        # until ``admin.expire`` removes those versions.
+    rolled = [(repo, doc) for repo, kind, doc in referrers if kind == "rollup"]
+    if rolled and not move_rolled_up:
+        # A manifest points into it: keep it whole until ``admin.expire`` removes those
+        # versions (or a purge moves them).
         return PackRewrite(None, len(members), 0, 0, False)
     live = {(int(d["offset"]), int(d["length"])) for _, _, d in referrers}
     keep = [m for m in members if (m.offset, m.length) in live]
@@ -178,8 +202,9 @@ async def rewrite_pack(
         new_key, place = await _copy_live(store, key, keep)
         for repo, kind, doc in referrers:
             old = (int(doc["offset"]), int(doc["length"]))
-            if old in place:  # a span that is no member keeps the old pack (verify tells)
+            if kind != "rollup" and old in place:  # a span that is no member keeps the old pack
                 await repo.repoint_payload(kind, doc["_id"], (key, old[0]), (new_key, place[old]))
+        await _move_rolled_up(store, rolled, key, new_key, place)
     removed = False
     if not await pack_referrers(databases, key, members):  # right before deleting
         await store.delete([key])

@@ -47,6 +47,7 @@ EXPECTED = {
     "Page",
     "Problem",
     "PruneReport",
+    "PurgeReport",
     "ReconcileReport",
     "RecountReport",
     "RestoreInterruptedError",

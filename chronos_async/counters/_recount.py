@@ -1,7 +1,8 @@
 """Totals computed from the truth: the version index and the heads of one collection.
 
 The same :func:`~._rules.contribution` the write path stamps on each version is replayed
-over every published version of every record, in ``ov`` order, under the rules in force
+over every published version of every record (rolled-up ones read back from their
+manifests), in ``ov`` order, under the rules in force
 now; gauges come out of the replay as the state of each record's last published
 version. Versions above their record's head (unpublished claims) count nothing. Events
 of versions claimed before the totals' last reset are left out (gauges never reset).
@@ -23,6 +24,7 @@ import orjson
 
 from chronos_async._payloads import read_payload
 from chronos_async.counters._rules import Change, RuleSet, contribution
+from chronos_async.lifecycle._archive import Archive
 from chronos_async.meta import RecordRepo, UniqueFact, mongo_errors
 from chronos_async.storage import BlobStore
 
@@ -72,42 +74,81 @@ async def compute_totals(
     out: dict[str, Computed] = {}
     record: tuple[str, str] | None = None
     live, matched = False, frozenset[str]()
+    archive = Archive.of(repo, store)
+    rolled = await _rolled_up_records(archive)
     projection = None if rules.needs_payload else {"inline": 0}
     with mongo_errors("version scan"):
         cursor = repo.versions.find({}, projection=projection).sort(
             [("t", 1), ("id", 1), ("ov", 1)]
         )
-        async for version in cursor:
-            t, item_id = str(version["t"]), str(version["id"])
+        async for found in cursor:
+            t, item_id = str(found["t"]), str(found["id"])
             head_ov = heads.get((t, item_id))
-            if head_ov is None or int(version["ov"]) > head_ov:
+            if head_ov is None or int(found["ov"]) > head_ov:
                 continue  # an unpublished claim (or a record being hard-deleted)
+            older: list[Doc] = []
             if (t, item_id) != record:
                 record, live, matched = (t, item_id), False, frozenset()
                 out.setdefault(t, Computed()).records += 1
                 out[t].items.add(item_id)
+                if (t, item_id) in rolled:  # its older versions are in manifests
+                    older = await _rolled_up_versions(archive, rolled[(t, item_id)])
             totals = out[t]
-            deleted = bool(version.get("deleted"))
-            data = None
-            if rules.needs_payload and not deleted:
-                data = await stored_data(store, version)
-            part = contribution(
-                rules,
-                Change(
-                    op=str(version["op"]),
-                    deleted=deleted,
-                    meta=version.get("meta") or {},
-                    data=data,
-                    prev_live=live,
-                    prev_matched=matched,
-                ),
-            )
-            before_reset = int(version.get("claim_us") or 0) <= resets.get(t, -1)
-            for name, n in part.counts.items():
-                if not before_reset or name.startswith("g_"):
-                    totals.counts[name] += n
-            if not before_reset:
-                totals.uniques.update((r, h, item_id) for r, h in part.uniques)
-            totals.versions += 1
-            live, matched = not deleted, frozenset(part.matched)
+            for version in [*older, found]:
+                live, matched = await _replay(store, rules, resets, totals, version, live, matched)
     return out
+
+
+async def _rolled_up_records(archive: Archive) -> dict[tuple[str, str], list[Doc]]:
+    """The catalog documents of every record with rolled-up versions, by record."""
+    by_record: dict[tuple[str, str], list[Doc]] = {}
+    with mongo_errors("rollup catalog scan"):
+        async for cat in archive.catalog.docs.find({}).sort([("first_ov", 1)]):
+            by_record.setdefault((str(cat["t"]), str(cat["id"])), []).append(cat)
+    return by_record
+
+
+async def _rolled_up_versions(archive: Archive, cats: list[Doc]) -> list[Doc]:
+    """The rolled-up version documents the catalog documents ``cats`` name, in ov order."""
+    docs: list[Doc] = []
+    for cat in cats:
+        loaded = await archive.entries(cat)
+        if loaded is not None:
+            docs.extend(entry.doc for entry in loaded[1])
+    return sorted(docs, key=lambda d: int(d["ov"]))
+
+
+async def _replay(
+    store: BlobStore,
+    rules: RuleSet,
+    resets: Mapping[str, int],
+    totals: Computed,
+    version: Doc,
+    live: bool,
+    matched: frozenset[str],
+) -> tuple[bool, frozenset[str]]:
+    """Add one version's contribution to ``totals``; the record's state after it."""
+    t, item_id = str(version["t"]), str(version["id"])
+    deleted = bool(version.get("deleted"))
+    data = None
+    if rules.needs_payload and not deleted:
+        data = await stored_data(store, version)
+    part = contribution(
+        rules,
+        Change(
+            op=str(version["op"]),
+            deleted=deleted,
+            meta=version.get("meta") or {},
+            data=data,
+            prev_live=live,
+            prev_matched=matched,
+        ),
+    )
+    before_reset = int(version.get("claim_us") or 0) <= resets.get(t, -1)
+    for name, n in part.counts.items():
+        if not before_reset or name.startswith("g_"):
+            totals.counts[name] += n
+    if not before_reset:
+        totals.uniques.update((r, h, item_id) for r, h in part.uniques)
+    totals.versions += 1
+    return not deleted, frozenset(part.matched)

@@ -9,12 +9,19 @@ catalog (:mod:`._versions`). Nothing is forgotten: only ``admin.expire`` deletes
 
 Modules: :mod:`._layout` (pure: periods, selection, manifest bytes), :mod:`._archive`
 (manifest I/O and catalog switches), :mod:`._rollup`, :mod:`._prune`, :mod:`._expire`
-(the operations), :mod:`._versions` (reads), :mod:`._service` (background task),
-:mod:`._reports` (what the operations return).
+(the operations), :mod:`._purge` (GDPR erasure of one record), :mod:`._versions`
+(reads), :mod:`._service` (background task), :mod:`._reports` (what they return).
 """
 
 from chronos_async.lifecycle._layout import RetentionRule
-from chronos_async.lifecycle._reports import ExpireReport, PruneReport, RollupReport
+from chronos_async.lifecycle._reports import ExpireReport, PruneReport, PurgeReport, RollupReport
 from chronos_async.lifecycle._versions import iter_all_versions
 
-__all__ = ["ExpireReport", "PruneReport", "RetentionRule", "RollupReport", "iter_all_versions"]
+__all__ = [
+    "ExpireReport",
+    "PruneReport",
+    "PurgeReport",
+    "RetentionRule",
+    "RollupReport",
+    "iter_all_versions",
+]

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chronos_async._codec import sha256_hex
 from chronos_async._errors import IntegrityError, StorageError
@@ -38,6 +38,9 @@ from chronos_async.lifecycle._layout import (
 from chronos_async.meta import RecordRepo
 from chronos_async.meta._rollup import RollupCatalog, catalog_id
 from chronos_async.storage import BlobMissingError, BlobStore
+
+if TYPE_CHECKING:
+    from chronos_async._pack_admin import Place
 
 __all__ = ["Archive", "Switch"]
 
@@ -213,6 +216,41 @@ class Archive:
         The catalog document goes when nothing is left in it; else it is switched to a
         manifest with the rest. The dropped entries are returned.
         """
+
+        def split(entries: list[Entry]) -> tuple[list[Entry], tuple[Entry, ...]] | None:
+            dropped = tuple(e for e in entries if e.ov < bound)
+            return ([e for e in entries if e.ov >= bound], dropped) if dropped else None
+
+        return await self._switch(cat, split)
+
+    async def repoint(self, cat: Doc, old_key: str, new_key: str, place: Place) -> Switch:
+        """Point the entries of ``cat``'s manifest whose payload is the span
+        ``(offset, length)`` of pack ``old_key`` at ``(new_key, place[span])`` (a pack
+        rewrite moved them)."""
+
+        def moved(entries: list[Entry]) -> tuple[list[Entry], tuple[Entry, ...]] | None:
+            out, changed = [], False
+            for e in entries:
+                offset, length = e.doc.get("offset"), e.doc.get("length")
+                span = (int(offset), int(length)) if offset is not None and length else None
+                if e.doc.get("key") == old_key and span is not None and span in place:
+                    doc = {**e.doc, "key": new_key, "offset": place[span]}
+                    out.append(Entry(e.ov, e.at, doc))
+                    changed = True
+                else:
+                    out.append(e)
+            return (out, ()) if changed else None
+
+        return await self._switch(cat, moved)
+
+    async def _switch(
+        self,
+        cat: Doc,
+        change: Callable[[list[Entry]], tuple[list[Entry], tuple[Entry, ...]] | None],
+    ) -> Switch:
+        """Replace the manifest ``cat`` names by one with ``change(entries)``'s entries
+        (``None``: nothing to change), by compare-and-swap on the catalog document; it
+        goes when no entry is left. Returns the dropped entries ``change`` reported."""
         cid = str(cat["_id"])
         current: Doc | None = cat
         for _ in range(_SWITCH_TRIES):
@@ -221,10 +259,10 @@ class Archive:
                 return Switch(changed=False)
             current, entries = loaded
             gen = int(current.get("gen", 0))
-            dropped = tuple(e for e in entries if e.ov < bound)
-            keep = [e for e in entries if e.ov >= bound]
-            if not dropped:
+            outcome = change(entries)
+            if outcome is None:
                 return Switch(changed=False)
+            keep, dropped = outcome
             if not keep:
                 if await self.catalog.remove(cid, expected_gen=gen):
                     await self._drop(current)

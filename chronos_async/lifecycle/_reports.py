@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from chronos_async._models import Summable
 
-__all__ = ["ExpireReport", "LifecycleProgress", "PruneReport", "RollupReport"]
+__all__ = ["ExpireReport", "LifecycleProgress", "PruneReport", "PurgeReport", "RollupReport"]
 
 #: ``progress(done, total)``: called after each record (may be a coroutine function).
 LifecycleProgress = Callable[[int, int], Awaitable[None] | None]
@@ -69,3 +69,25 @@ class ExpireReport(Summable):
     bytes_removed: int = 0
     manifests_removed: int = 0
     failed: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    """What ``admin.purge`` removed.
+
+    ``found``: the record had a head (a purge of an absent record still sweeps what
+    may be left of it). ``versions``: live and rolled-up versions; ``objects``: payload,
+    copy, content and manifest objects; ``packs``: packs rewritten without its bytes;
+    ``queued``: fallback operations (queued or dead); ``idempotency_keys``,
+    ``unique_entries``: its reservations and unique-set entries; ``tombstone``: the
+    ``_id`` of the tombstone in ``<collection>_purged``.
+    """
+
+    tombstone: str
+    found: bool
+    versions: int = 0
+    objects: int = 0
+    packs: int = 0
+    queued: int = 0
+    idempotency_keys: int = 0
+    unique_entries: int = 0
