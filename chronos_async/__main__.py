@@ -9,6 +9,9 @@ Commands (COMMAND --help for each):
   repair               roll forward versions whose writers died
   reconcile            repair, remove orphan payloads, compact packs (--dry-run)
   history | show | diff | restore | restore-collection   one record, one collection
+  totals | recount     read the counters, rebuild them from the version index
+  rollup | prune       move old versions into manifests, finish interrupted rollups
+  expire | purge       delete history before a time, erase one record (need --yes)
   fallback             inspect and operate the fallback queue
   version              print the library version (also --version)
 
@@ -17,8 +20,9 @@ local-stack --write-config FILE writes one) and --json (one JSON document on std
 instead of tables). Progress bars appear on a terminal only.
 
 Exit status: 0 done; 1 the command's "no" (violations found, no such record or version,
-a backend down, records that failed to restore); 2 usage, configuration or connection
-error, or an unknown database or collection (message on stderr).
+a backend down, records that failed to restore, roll up, prune or expire); 2 usage,
+configuration or connection error, an unknown database or collection, or expire/purge
+without --yes (message on stderr).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from chronos_async._cli_admin import ADMIN_COMMANDS, add_admin_parsers, run_admin
 from chronos_async._cli_common import UsageError
+from chronos_async._cli_data import DATA_COMMANDS, add_data_parsers, run_data
 from chronos_async._cli_fallback import add_fallback_parser, run_fallback
 from chronos_async._cli_records import RECORD_COMMANDS, add_record_parsers, run_record
 
@@ -74,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print one JSON document")
     add_admin_parsers(commands, common)
     add_record_parsers(commands, common)
+    add_data_parsers(commands, common)
     add_fallback_parser(commands)
     commands.add_parser("version", help="print the library version")
     return parser
@@ -183,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_admin(args))
         if args.command in RECORD_COMMANDS:
             return asyncio.run(run_record(args))
+        if args.command in DATA_COMMANDS:
+            return asyncio.run(run_data(args))
         if args.command == "fallback":
             return asyncio.run(run_fallback(args))
         if args.command == "demo":
