@@ -21,7 +21,7 @@ from chronos_async._checkpoints import Checkpoints
 from chronos_async._collection import Collection
 from chronos_async._config import ChronosConfig
 from chronos_async._errors import ClosedError, ConfigError
-from chronos_async._keys import validate_collection, validate_db, validate_tenant
+from chronos_async._keys import validate_collection, validate_db, validate_id, validate_tenant
 from chronos_async._routing import RouteInfo, backend_id, explain_route, routing_key
 from chronos_async._scope import ItemGates, Scope
 from chronos_async._typed import check_model
@@ -280,11 +280,14 @@ class Chronos:
 
     # -- handles -----------------------------------------------------------------------
 
-    def route(self, *, db: str, collection: str, tenant: str | None = None) -> RouteInfo:
+    def route(
+        self, *, db: str, collection: str, tenant: str | None = None, id: str | None = None
+    ) -> RouteInfo:
         """Which backend holds ``db.collection`` (of ``tenant``), and why: the routing key
         that ``routing.choose_key`` produced, the hash and, for rendezvous hashing, every
-        backend's score. For operators; records of one collection (and tenant) are never
-        spread over backends, so no record id is needed.
+        backend's score. For operators. Records of one collection (and tenant) are never
+        spread over backends: a record ``id``, when given, is checked but does not change
+        the answer.
 
         Example::
 
@@ -292,6 +295,8 @@ class Chronos:
             print(info.index, info.backend_id, info.key, info.score)
         """
         self._check_open()
+        if id is not None:
+            validate_id(id)
         key = routing_key(
             self.config.routing.choose_key,
             tenant=tenant,

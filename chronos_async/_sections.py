@@ -103,6 +103,16 @@ class RoutingConfig(Section):
         bad = [t for t in tokens if t not in allowed]
         if not value or bad:
             raise ValueError(f"unknown routing tokens {bad}; allowed: {sorted(allowed)}")
+        # A record never picks its own backend (listings and collection restores would
+        # have to fan out): the chain must end at a token that always has a value first.
+        first_always = tokens.index("dbName") if "dbName" in tokens else len(tokens)
+        per_record = [t for t in tokens[:first_always] if t.endswith("objectId")]
+        if per_record:
+            raise ValueError(
+                f"routing by record id ({per_record[0]!r} before 'dbName') is not supported: "
+                "all records of a collection of a tenant live on one backend; put 'dbName' "
+                "before it (e.g. 'tenantId|dbName|collection:objectId')"
+            )
         return value
 
 

@@ -287,7 +287,7 @@ async def test_route_says_where_each_tenant_lives_on_two_servers(
         async with Chronos(config) as chronos:
             placed: dict[str, int] = {}
             for tenant in tenants:
-                info = chronos.route(db=db_name, collection="users", tenant=tenant)
+                info = chronos.route(db=db_name, collection="users", tenant=tenant, id="any-id")
                 assert info.key == tenant and info.algo == algo
                 assert info.backend_id == chronos.backends[info.index].id
                 assert "@" not in info.backend_id  # hosts, database, bucket: no credentials
@@ -542,3 +542,23 @@ def test_local_folders_per_backend_pair_with_mongo_uris() -> None:
     local["base_paths"] = ["/tmp/x", "/tmp/y"]
     config = ChronosConfig.model_validate({**base, "local_storage": local})
     assert config.local_storage is not None and config.local_storage.path_for(1) == "/tmp/y"
+
+
+@pytest.mark.parametrize("chain", ["objectId", "collection:objectId", "tenantId|objectId|dbName"])
+def test_routing_by_record_id_is_refused(chain: str) -> None:
+    with pytest.raises(ConfigError, match="routing by record id"):
+        ChronosConfig.model_validate(
+            {
+                "mongo_uris": ["mongodb://a"],
+                "payload_storage": "mongo",
+                "routing": {"choose_key": chain},
+            }
+        )
+    ok = ChronosConfig.model_validate(
+        {
+            "mongo_uris": ["mongodb://a"],
+            "payload_storage": "mongo",
+            "routing": {"choose_key": "collection|dbName"},
+        }
+    )
+    assert ok.routing.choose_key == "collection|dbName"
