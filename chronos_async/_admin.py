@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from chronos_async._admin_data import DataAdmin
+from chronos_async._content_guard import ContentDeletion
 from chronos_async._errors import ChronosError, ValidationError
 from chronos_async._pack_admin import pack_settle_us
 from chronos_async._reconcile import (
@@ -279,5 +280,6 @@ class Admin(DataAdmin):
                 settle_create_us=settle_age_us(config, create=True),
                 compaction=compaction if below > 0 else None,
                 counted=self._counted,
+                content_deletion=ContentDeletion(compaction.clients, config.deadlines),
             )
         return total

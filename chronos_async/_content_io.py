@@ -123,8 +123,17 @@ def current_keys(head: dict[str, Any] | None) -> set[str]:
     return {str(e["key"]) for e in (head or {}).get("content") or ()}
 
 
-async def upload(scope: Scope, prepared: Prepared, *, skip: set[str]) -> int:
-    """Store the content objects of ``prepared`` that are not in ``skip``; how many."""
+async def upload(
+    scope: Scope,
+    prepared: Prepared,
+    *,
+    skip: set[str],
+    before: Callable[[list[str]], Awaitable[None]] | None = None,
+) -> int:
+    """Store the content objects of ``prepared`` that are not in ``skip``; how many.
+
+    ``before(keys)`` is awaited first when there is anything to store (the handshake
+    with reconcile, :func:`~._content_guard.announce`)."""
     if prepared.extraction is None or prepared.item_id is None:
         return 0
     todo = {
@@ -132,6 +141,10 @@ async def upload(scope: Scope, prepared: Prepared, *, skip: set[str]) -> int:
         for key, blob in prepared.extraction.uploads(_prefix(scope, prepared.item_id)).items()
         if key not in skip
     }
+    if not todo:
+        return 0
+    if before is not None:
+        await before(sorted(todo))
     gate = asyncio.Semaphore(_PARALLEL)
 
     async def one(key: str, body: bytes, sha256: str, content_type: str) -> None:

@@ -11,8 +11,10 @@ Every version document lists the content objects its payload refers to (``conten
 - before reconcile deletes an orphan, every backend is asked once more, by the record
   its key names (:func:`content_referenced`): a content key
   ``<tenant>/<db>/<coll>/<id>/c/<sha256>.<type>`` can only be referred to by versions
-  (or the head) of that record, on any backend sharing the store; a record with
-  rolled-up versions (manifests, see :mod:`.lifecycle`) keeps all its content;
+  (or the head) of that record, on any backend sharing the store, or by its rolled-up
+  versions (manifests, see :mod:`.lifecycle`), whose catalog documents list their
+  content keys (a record with a catalog document older than that list keeps all its
+  content);
 - hard delete removes the record's content objects that no version on another backend
   sharing the store refers to (:func:`delete_record_content`).
 """
@@ -28,6 +30,7 @@ import anyio.to_thread
 
 from chronos_async._codec import sha256_hex
 from chronos_async._content import content_prefix, parse_content_key
+from chronos_async._content_guard import ContentDeletion
 from chronos_async._errors import StorageError, ValidationError
 from chronos_async._keys import (
     NO_TENANT,
@@ -181,23 +184,28 @@ async def content_referenced(
             kept.update(key for item_id in chunk for key in by_id[item_id] if key in used)
             if not heads:
                 continue
-            # Versions rolled up into manifests (lifecycle) are not in `_ver` any more:
-            # a record with any keeps all its content (conservative, never a wrong delete).
+            # Versions rolled up into manifests (lifecycle) are not in `_ver` any more
+            # (the catalog is written before they leave it, so it is read after `_ver`).
             for item_id in chunk:
                 rest = [key for key in by_id[item_id] if key not in used]
-                if rest and await _has_rolled_up(clients, db, collection, t, item_id):
-                    kept.update(rest)
+                if rest:
+                    rolled = await _rolled_up_content(clients, db, collection, t, item_id)
+                    kept.update(rest if rolled is None else rolled.intersection(rest))
     return kept
 
 
-async def _has_rolled_up(
+async def _rolled_up_content(
     clients: Sequence[Any], db: str, collection: str, t: str, item_id: str
-) -> bool:
-    """Whether any backend holds manifests of rolled-up versions of the record."""
+) -> set[str] | None:
+    """The content keys the record's rolled-up versions refer to, on every backend;
+    ``None`` (unknown: keep all) when a catalog document predates its ``content`` list."""
+    found: set[str] = set()
     for client in clients:
-        if await RollupCatalog(client[db], collection).for_record(t, item_id):
-            return True
-    return False
+        for cat in await RollupCatalog(client[db], collection).for_record(t, item_id):
+            if not isinstance(cat.get("content"), list):
+                return None
+            found.update(str(key) for key in cat["content"])
+    return found
 
 
 async def _used_in(database: Any, collection: str, t: str, ids: list[str], heads: bool) -> set[str]:
@@ -218,19 +226,15 @@ async def _used_in(database: Any, collection: str, t: str, ids: list[str], heads
 
 
 async def remove_content_orphans(
-    store: BlobStore, keys: list[str], still_referenced: ReferenceCheck
+    store: BlobStore,
+    keys: list[str],
+    still_referenced: ReferenceCheck,
+    deletion: ContentDeletion,
 ) -> int:
     """Delete the content objects of ``keys`` nobody refers to (checked again, in
-    batches, right before each delete); how many went."""
-    removed = 0
-    for start in range(0, len(keys), _DELETE_BATCH):
-        batch = keys[start : start + _DELETE_BATCH]
-        kept = await still_referenced(store, batch)
-        doomed = [key for key in batch if key not in kept]
-        if doomed:
-            await store.delete(doomed, role="content")
-            removed += len(doomed)
-    return removed
+    batches, right before each delete, under deletion marks that writers about to put
+    the same objects wait for: :mod:`._content_guard`); how many went."""
+    return await deletion.remove(store, keys, still_referenced)
 
 
 async def delete_record_content(scope: Scope, item_id: str, docs: Iterable[Doc]) -> int:

@@ -26,7 +26,9 @@ collection scan. A key that is not a payload key cannot be looked up and is neve
 
 - a content object (externalized ``base64_props``, in the content store) is in use while
   a version or the head of the record its key names lists it in ``content``
-  (:func:`~._content_verify.content_referenced`); reconcile removes unused ones too.
+  (:func:`~._content_verify.content_referenced`); reconcile removes unused ones too,
+  under deletion marks that writers putting the same object wait for
+  (:mod:`._content_guard`).
 
 - the stand-alone copy of a packed payload (made for a presigned URL) is a payload key
   whose token is the start of the payload's sha256: it is in use while version
@@ -47,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chronos_async._content import parse_content_key
+from chronos_async._content_guard import ContentDeletion
 from chronos_async._content_verify import content_referenced, remove_content_orphans
 from chronos_async._errors import IntegrityError, ValidationError
 from chronos_async._keys import (
@@ -227,6 +230,7 @@ async def fix_collection(
     settle_create_us: int,
     compaction: Compaction | None = None,
     counted: Counted | None = None,
+    content_deletion: ContentDeletion | None = None,
 ) -> ReconcileReport:
     """Act on one collection's scan: publish stuck versions, optionally drop orphans
     and compact sparse packs.
@@ -238,6 +242,8 @@ async def fix_collection(
     Each orphan is checked with ``still_referenced`` right before it is deleted (in
     batches); one that some backend now refers to is kept. ``counted(repo, tenant,
     version)`` is told of each version published here (the counters count it).
+    Orphan content objects are deleted under ``content_deletion``'s marks (by default
+    on the backends of ``scan``; see :mod:`._content_guard`).
     """
     rolled = adopted = removed = 0
     for part in scan.backends:
@@ -264,9 +270,14 @@ async def fix_collection(
                     await store.delete(doomed)
                     removed += len(doomed)
     content_removed = 0
-    if remove_orphans:
+    if remove_orphans and scan.content_orphans:
+        if content_deletion is None:
+            clients = [part.repo.db.client for part in scan.backends]
+            content_deletion = ContentDeletion(clients)
         for store, keys in scan.content_orphans:
-            content_removed += await remove_content_orphans(store, keys, still_referenced)
+            content_removed += await remove_content_orphans(
+                store, keys, still_referenced, content_deletion
+            )
     report = ReconcileReport(rolled, adopted, removed, content_removed=content_removed)
     if compaction is not None:
         report += await _compact(scan, compaction)

@@ -16,6 +16,7 @@ from typing import Any
 from chronos_async._args import check_ov, check_text
 from chronos_async._codec import EncodedPayload, encode_payload_async
 from chronos_async._content import check_carried
+from chronos_async._content_guard import announce, check_claimable, intents_held
 from chronos_async._content_io import Prepared, current_keys, prepare, rebind, upload
 from chronos_async._errors import ItemExistsError
 from chronos_async._idempotency import IdemKey, check_key, fingerprint, keyed, prior_version
@@ -78,10 +79,15 @@ class Writer:
 
     async def store_content(self, prepared: Prepared, head: Doc | None) -> None:
         """Upload the content objects of ``prepared`` that ``head`` does not refer to
-        (after refusing references ``head`` does not hold)."""
+        (after refusing references ``head`` does not hold), announcing them to
+        reconcile first (:mod:`._content_guard`: call it within :func:`intents_held`)."""
         if prepared.extraction is not None and not prepared.extraction.empty:
             check_carried(prepared.extraction, None if head is None else head.get("content"))
-            await upload(self.scope, prepared, skip=current_keys(head))
+            scope = self.scope
+            if await upload(
+                scope, prepared, skip=current_keys(head), before=lambda k: announce(scope, k)
+            ):
+                check_claimable(scope)
 
     def unchanged(self, head: Doc, sha256: str, *, deleted: bool, always: bool = False) -> bool:
         """True when a new version would equal the head and no-op detection applies."""
@@ -219,34 +225,35 @@ class Writer:
                 if found is not None:
                     return found  # a concurrent attempt with the key published it
             raise ItemExistsError(item_id, int(taken["ov"]))
-        if content is not None:
-            await self.store_content(content, None)
-        parent_id, origin_id = version["parent_id"], version["origin_id"]
-        version = dict(version)
-        if parent_id is not None and origin_id is None:
-            version["origin_id"] = await self._origin_of(parent_id)
-        if idem is not None:
-            version.update(idem=idem.key, idem_fp=idem.fp)
-        attempt = Attempt(scope, item_id, new_write_token())
-        try:
-            async with (
-                scope.activity.write(f"create of {scope.where(item_id)}"),
-                scope.gates.hold(head_id(scope.tenant, item_id)),
-            ):
-                head = await guarded(
-                    attempt,
-                    lambda: publish(attempt, prev_head=None, version=version, payload=payload),
-                )
-        except ItemExistsError:
-            if idem is None or not idem.recheck:
-                raise
-            # Another attempt with the key claimed the record first: its result, once
-            # published (until then a retryable "not settled yet").
-            found = await prior_version(scope, idem, item_id, None)
-            if found is None:
-                raise
-            return found
-        return result_of(head)
+        async with intents_held(scope):  # its content uploads announced to reconcile
+            if content is not None:
+                await self.store_content(content, None)
+            parent_id, origin_id = version["parent_id"], version["origin_id"]
+            version = dict(version)
+            if parent_id is not None and origin_id is None:
+                version["origin_id"] = await self._origin_of(parent_id)
+            if idem is not None:
+                version.update(idem=idem.key, idem_fp=idem.fp)
+            attempt = Attempt(scope, item_id, new_write_token())
+            try:
+                async with (
+                    scope.activity.write(f"create of {scope.where(item_id)}"),
+                    scope.gates.hold(head_id(scope.tenant, item_id)),
+                ):
+                    head = await guarded(
+                        attempt,
+                        lambda: publish(attempt, prev_head=None, version=version, payload=payload),
+                    )
+            except ItemExistsError:
+                if idem is None or not idem.recheck:
+                    raise
+                # Another attempt with the key claimed the record first: its result, once
+                # published (until then a retryable "not settled yet").
+                found = await prior_version(scope, idem, item_id, None)
+                if found is None:
+                    raise
+                return found
+            return result_of(head)
 
     async def _origin_of(self, parent_id: str) -> str:
         """The origin a child of ``parent_id`` inherits: the parent's origin, or the parent."""
@@ -351,6 +358,7 @@ class Writer:
         async with (
             scope.activity.write(f"{op} of {scope.where(item_id)}"),
             scope.gates.hold(head_id(scope.tenant, item_id)),
+            intents_held(scope),
         ):
             head, token = await take_lease(scope, item_id, with_inline=with_inline)
             attempt = leased_attempt(scope, item_id, token, head)
