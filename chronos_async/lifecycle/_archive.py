@@ -29,6 +29,7 @@ from chronos_async._errors import IntegrityError, StorageError
 from chronos_async._keys import NO_TENANT, new_write_token
 from chronos_async.lifecycle._layout import (
     Entry,
+    content_of,
     decode_manifest,
     encode_manifest,
     manifest_key,
@@ -182,6 +183,7 @@ class Archive:
             "first_cv": int(entries[0].doc["cv"]),
             "last_cv": int(entries[-1].doc["cv"]),
             "spans": spans_of(entries),
+            "content": content_of(entries),
         }
 
     async def merge(self, t: str, item_id: str, period: str, new: Sequence[Entry]) -> Switch:

@@ -33,6 +33,7 @@ __all__ = [
     "Entry",
     "Period",
     "RetentionRule",
+    "content_of",
     "decode_manifest",
     "encode_manifest",
     "manifest_key",
@@ -162,6 +163,11 @@ def decode_manifest(body: bytes, *, where: str) -> tuple[Doc, list[Entry]]:
     if [e.ov for e in entries] != sorted({e.ov for e in entries}):
         raise IntegrityError(f"manifest {where} is not in ov order")
     return header, entries
+
+
+def content_of(entries: Iterable[Entry]) -> list[str]:
+    """The distinct content object keys (``base64_props``) the entries refer to, sorted."""
+    return sorted({str(e["key"]) for entry in entries for e in entry.doc.get("content") or ()})
 
 
 def spans_of(entries: Iterable[Entry]) -> list[list[Any]]:

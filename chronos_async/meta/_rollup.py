@@ -5,7 +5,9 @@ that lets one process at a time run the background rollup.
 
     t, id, period, key (the manifest object in the backups store), sha256, size, count,
     first_ov, last_ov, first_at, last_at, first_cv, last_cv (of the versions it holds),
-    spans ([key, offset, length] of every payload they refer to), gen, updated_us
+    spans ([key, offset, length] of every payload they refer to), content (the sorted
+    distinct content object keys they refer to; absent in documents written before it
+    was kept: unknown), gen, updated_us
 
 A record's catalog documents cover disjoint ``ov`` ranges (its rolled-up versions are
 ``0 .. bound-1``). The catalog is written *before* a version leaves ``<coll>_ver`` and is
