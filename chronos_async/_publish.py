@@ -55,7 +55,7 @@ from chronos_async._rollforward import (
     settle_age_us,
 )
 from chronos_async._scope import Scope, now_us
-from chronos_async.counters import stored_data
+from chronos_async.counters import stamp
 from chronos_async.meta import DuplicateKeyError
 from chronos_async.storage._batcher import Location
 
@@ -117,6 +117,19 @@ class Attempt:
     #: A claim or head write whose reply the (cancelled) caller stopped waiting for.
     inflight: asyncio.Task[Any] | None = None
     inflight_kind: StepKind | None = None
+    #: The version whose head write was sent, and the commit time it carried (a head
+    #: found later with this ``at`` was moved by this attempt, not by a roll-forward).
+    sent_version: Doc | None = None
+    sent_at: int | None = None
+
+    def landed(self, *, at: int | None) -> None:
+        """The head now shows this attempt's version: the write is published. It is
+        counted (once) when this attempt's own head write put it there (``at`` is the
+        head's commit time; ``None``: known to be ours)."""
+        self.published = True
+        if self.sent_version is not None and (at is None or at == self.sent_at):
+            version, self.sent_version = self.sent_version, None
+            self.scope.counted(version)
 
     async def step(self, coro: Coroutine[Any, Any, T], kind: StepKind) -> T:
         """Await a MongoDB step that a cancellation must not abandon half-way.
@@ -225,7 +238,7 @@ async def publish(
 
     op = str(version["op"])
     if scope.counting is not None:
-        await _stamp(scope, version, prev_head, payload)
+        await stamp(scope, version, prev_head, payload)
     await scope.reach("stored", attempt.item_id, ov, op)
     if attempt.lease_lost:
         raise LockLostError(attempt.item_id)
@@ -260,8 +273,8 @@ async def publish(
         head["lease_fence"] = prev_head.get("lease_fence", 0)
     attempt.head_sent = True
     # Only the write that moves the head to this version counts it (a roll-forward that
-    # published it first counted it then).
-    ours = True
+    # published it first counted it then): see Attempt.landed.
+    attempt.sent_version, attempt.sent_at = version, at
     try:
         if prev_head is None:
             await attempt.step(repo.insert_head(head), "head")
@@ -269,31 +282,17 @@ async def publish(
             repo.move_head(hid, int(prev_head["ov"]), head, lease_token=attempt.lease_token),
             "head",
         ):
-            head, ours = await _head_moved(attempt, version), False
+            head = await _head_moved(attempt, version)
     except DuplicateKeyError:
-        head, ours = await _create_collided(attempt), False
+        head = await _create_collided(attempt)
     except StorageError:
         landed = await _landed(attempt, hid)
         if landed is None:
             raise
-        head, ours = landed, int(landed["at"]) == at  # ours, or a roll-forward's
-    attempt.published = True
-    if ours:
-        scope.counted(version)
+        head = landed
+    attempt.landed(at=int(head["at"]))
     await scope.reach("published", attempt.item_id, ov, op)
     return head
-
-
-async def _stamp(
-    scope: Scope, version: Doc, prev_head: Doc | None, payload: EncodedPayload | None
-) -> None:
-    """Store the version's counter contribution on it (see :mod:`chronos_async.counters`)."""
-    counting = scope.counting
-    assert counting is not None
-    data: Any = None
-    if counting.rules.needs_payload and not version.get("deleted"):
-        data = payload.body if payload is not None else await stored_data(scope.store, version)
-    counting.stamp(version, prev_head, data)
 
 
 async def _claim_taken(attempt: Attempt, prev_head: Doc | None) -> None:

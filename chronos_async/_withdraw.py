@@ -54,7 +54,7 @@ async def _finish_inflight(attempt: Attempt) -> None:
         elif isinstance(error, StorageError):
             attempt.claim_in_doubt = error.retryable
     elif kind == "head" and error is None and task.result() is not False:
-        attempt.published = True  # the head write landed: the write is complete
+        attempt.landed(at=None)  # our head write landed: the write is complete
 
 
 async def withdraw(attempt: Attempt, error: BaseException) -> BaseException:
@@ -111,12 +111,18 @@ async def _withdraw_claim(attempt: Attempt) -> bool:
             )
             new_token = new_write_token()
             if not alive or not await scope.repo.fence_lease(hid, attempt.lease_token, new_token):
-                return False  # the lease is gone: its new holder settles our claim
+                # The lease is gone: its new holder settles our claim, unless our own head
+                # write (whose reply we lost) already published it and freed the lease.
+                if attempt.head_sent:
+                    head = await scope.repo.find_head(hid, with_inline=False)
+                    if head is not None and head.get("token") == attempt.token:
+                        attempt.landed(at=int(head["at"]))
+                return False
             attempt.lease_token, fenced = new_token, True
         if attempt.head_sent or fenced:
             head = await scope.repo.find_head(hid, with_inline=False)
             if head is not None and head.get("token") == attempt.token:
-                attempt.published = True  # it landed: nothing to undo
+                attempt.landed(at=int(head["at"]))  # it landed: nothing to undo
                 return False
             if not fenced:
                 return False  # a create's head insert may still land

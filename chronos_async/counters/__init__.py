@@ -5,7 +5,15 @@ The public surface is ``chronos.counters`` (:class:`Counters`) and the results i
 """
 
 from chronos_async.counters._counting import Counting
-from chronos_async.counters._recount import stored_data
+from chronos_async.counters._recount import stamp, stored_data
 from chronos_async.counters._service import CounterDrift, Counters, RecountReport, Totals
 
-__all__ = ["CounterDrift", "Counters", "Counting", "RecountReport", "Totals", "stored_data"]
+__all__ = [
+    "CounterDrift",
+    "Counters",
+    "Counting",
+    "RecountReport",
+    "Totals",
+    "stamp",
+    "stored_data",
+]

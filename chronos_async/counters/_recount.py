@@ -18,7 +18,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -28,7 +28,10 @@ from chronos_async.lifecycle._archive import Archive
 from chronos_async.meta import RecordRepo, UniqueFact, mongo_errors
 from chronos_async.storage import BlobStore
 
-__all__ = ["Computed", "compute_totals", "stored_data"]
+if TYPE_CHECKING:
+    from chronos_async._scope import Scope
+
+__all__ = ["Computed", "compute_totals", "stamp", "stored_data"]
 
 Doc = dict[str, Any]
 
@@ -152,3 +155,17 @@ async def _replay(
         totals.uniques.update((r, h, item_id) for r, h in part.uniques)
     totals.versions += 1
     return not deleted, frozenset(part.matched)
+
+
+async def stamp(scope: Scope, version: Doc, prev_head: Doc | None, payload: Any) -> None:
+    """Store the version's counter contribution on it (the write path, under the lease).
+
+    ``payload`` is the new payload (an :class:`~chronos_async._codec.EncodedPayload`), or
+    ``None`` when the version reuses a stored one (read back only when a rule needs it).
+    """
+    counting = scope.counting
+    assert counting is not None
+    data: Any = None
+    if counting.rules.needs_payload and not version.get("deleted"):
+        data = payload.body if payload is not None else await stored_data(scope.store, version)
+    counting.stamp(version, prev_head, data)
