@@ -66,6 +66,8 @@ class Spool:
         # before it returns.
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         db.execute("PRAGMA synchronous=FULL")
+        # A removed operation's bytes are overwritten, not left in free pages (purge).
+        db.execute("PRAGMA secure_delete=ON")
         return db
 
     async def _run(self, call: Callable[[], T], what: str) -> T:
@@ -139,6 +141,24 @@ class Spool:
                 return db.execute("DELETE FROM ops WHERE op_id = ?", (op_id,)).rowcount == 1
 
         return await self._run(delete, "remove")
+
+    async def forget(self, match: Callable[[Doc], bool]) -> int:
+        """Delete every operation ``match`` accepts, leaving none of its bytes in the
+        journal's files (freed pages are zeroed, the write-ahead log is truncated);
+        how many went. For a purge of the record they write."""
+
+        def delete() -> int:
+            if not self.path.exists():
+                return 0
+            with closing(self._connect()) as db:
+                rows = db.execute("SELECT op_id, doc FROM ops").fetchall()
+                doomed = [str(op_id) for op_id, body in rows if match(orjson.loads(body))]
+                for op_id in doomed:
+                    db.execute("DELETE FROM ops WHERE op_id = ?", (op_id,))
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                return len(doomed)
+
+        return await self._run(delete, "purge")
 
     async def count(self) -> int:
         """How many operations wait in the journal."""

@@ -15,8 +15,8 @@
    superseded manifests), its members in *every* pack of the collection (a withdrawn
    write's member is referenced by nothing, but holds its bytes), claims without a head;
 4. its idempotency-key reservations, its queued and dead-lettered fallback operations
-   (they hold the data of writes not applied yet) and its entries in the counters'
-   unique-value sets;
+   (they hold the data of writes not applied yet; in every backend's queue and in this
+   host's spool journal) and its entries in the counters' unique-value sets;
 5. the tombstone becomes ``state="done"`` with what was removed.
 
 Counters keep the record's past events (aggregates hold no personal data). A later
@@ -181,6 +181,18 @@ async def _drop_queued(chronos: Chronos, scope: Scope, item_id: str) -> int:
         for queue in fallback.queues:
             removed += (await queue.ops.delete_many(query)).deleted_count
             removed += (await queue.dead.delete_many(query)).deleted_count
+    if fallback.spool is not None:  # this host's journal of writes MongoDB did not take
+
+        def mine(doc: Doc) -> bool:
+            args = doc.get("args") or {}
+            return (doc.get("db"), doc.get("collection"), doc.get("tenant"), args.get("id")) == (
+                scope.db,
+                scope.collection,
+                scope.tenant,
+                item_id,
+            )
+
+        removed += await fallback.spool.forget(mine)
     return removed
 
 

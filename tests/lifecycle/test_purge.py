@@ -27,7 +27,7 @@ from tests.conftest import MakeConfig
 from tests.support import Outage
 
 
-def _config(make_config: MakeConfig, db_name: str, storage: str) -> Any:
+def _config(make_config: MakeConfig, db_name: str, storage: str, spool: Path) -> Any:
     return make_config(
         storage,
         hard_delete_enabled=True,
@@ -40,7 +40,12 @@ def _config(make_config: MakeConfig, db_name: str, storage: str) -> Any:
         },
         counter_rules={"rules": [{"name": "emails", "when": {}, "count_unique": "email"}]},
         write_optimization={"batch_s3": True, "batch_window_ms": 5},
-        fallback={"enabled": True, "auto_start": False, "database": f"{db_name}_sys"},
+        fallback={
+            "enabled": True,
+            "auto_start": False,
+            "database": f"{db_name}_sys",
+            "spool_dir": str(spool),
+        },
     )
 
 
@@ -58,7 +63,7 @@ async def _mongo_bytes(uri: str, databases: list[str]) -> bytes:
         await client.close()
 
 
-async def _store_bytes(chronos: Chronos, storage: str, root: Path) -> bytes:
+async def _store_bytes(chronos: Chronos, storage: str, root: Path, spool: Path) -> bytes:
     """Every object of the test's store, read through its API (each role), and for a
     local store every file under its folder as well."""
     store = chronos.backends[0].store
@@ -66,6 +71,7 @@ async def _store_bytes(chronos: Chronos, storage: str, root: Path) -> bytes:
     for role in ("json", "content", "backups"):
         async for info in store.list("", role=role):  # type: ignore[arg-type]
             out += await store.get(info.key, role=role)  # type: ignore[arg-type]
+    out += await asyncio.to_thread(_folder_bytes, spool)  # the fallback journal's files
     if storage == "local":
         out += await asyncio.to_thread(_folder_bytes, root)
     return bytes(out)
@@ -86,7 +92,8 @@ async def test_purge_leaves_no_byte_of_the_record(
 ) -> None:
     marker = f"MARK{uuid.uuid4().hex}"
     avatar = base64.b64encode(marker.encode() * 40).decode()
-    async with Chronos(_config(make_config, db_name, storage)) as chronos:
+    spool = tmp_path / "spool"
+    async with Chronos(_config(make_config, db_name, storage, spool)) as chronos:
         users = chronos.collection("users", db=db_name)
         victim = await users.create(
             {"email": f"{marker}@example.org", "name": marker, "avatar": avatar}
@@ -113,25 +120,39 @@ async def test_purge_leaves_no_byte_of_the_record(
                 victim.id, {"email": f"{marker}@example.org", "name": marker}, expected_ov=None
             )
         assert isinstance(queued, QueuedWrite)
+        # A write journaled on this host while MongoDB did not answer (as the queue does).
+        assert chronos.fallback.spool is not None
+        await chronos.fallback.spool.open()
+        await chronos.fallback.spool.append(
+            {
+                "_id": f"spooled-{victim.id}",
+                "created_us": 1,
+                "op": "update",
+                "db": db_name,
+                "collection": "users",
+                "tenant": None,
+                "args": {"id": victim.id, "data": {"name": marker}},
+            }
+        )
         before_purge = (await users.get_latest(other.id)).updated_at  # type: ignore[union-attr]
         assert (await chronos.counters.get_totals(db=db_name, collection="users")).unique == {
             "emails": 2
         }
-        haystack = await _store_bytes(chronos, storage, tmp_path / "payloads") + await _mongo_bytes(
-            mongo_uri, [db_name, f"{db_name}_sys"]
-        )
+        haystack = await _store_bytes(
+            chronos, storage, tmp_path / "payloads", spool
+        ) + await _mongo_bytes(mongo_uri, [db_name, f"{db_name}_sys"])
         assert all(trace in haystack for trace in _traces(marker)[:1])  # the probe works
 
         report = await chronos.admin.purge(
             db=db_name, collection="users", id=victim.id, reason="GDPR request 42", actor="dpo"
         )
-        assert report.found and report.versions == 6 and report.queued == 1
+        assert report.found and report.versions == 6 and report.queued == 2
         assert report.idempotency_keys == 1 and report.unique_entries == 1
         assert report.objects > 0
 
-        haystack = await _store_bytes(chronos, storage, tmp_path / "payloads") + await _mongo_bytes(
-            mongo_uri, [db_name, f"{db_name}_sys"]
-        )
+        haystack = await _store_bytes(
+            chronos, storage, tmp_path / "payloads", spool
+        ) + await _mongo_bytes(mongo_uri, [db_name, f"{db_name}_sys"])
         for trace in _traces(marker):
             assert trace not in haystack, trace
         assert victim.id.encode() not in haystack  # the tombstone keeps a hash only
