@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import runpy
 import uuid
 from pathlib import Path
 from typing import Any
@@ -190,3 +191,16 @@ async def test_purge_needs_hard_delete_and_a_reason(make_config: MakeConfig, db_
             await chronos.admin.purge(db=db_name, collection="users", id="x", reason="")
         with pytest.raises(ValidationError):
             await chronos.admin.purge(db=db_name, collection="users", id="../x", reason="r")
+
+
+EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "counters_and_lifecycle.py")
+
+
+async def test_the_counters_and_lifecycle_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    module = runpy.run_path(EXAMPLE)
+    await module["main"](s3=False)
+    out = capsys.readouterr().out
+    assert "created 2, updated 4, paying now 2, countries 2" in out
+    assert "rolled up 3 versions" in out
+    assert "Ada's plan when she signed up: free" in out
+    assert "paying now 1, verify ok: True" in out
