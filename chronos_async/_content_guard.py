@@ -115,7 +115,11 @@ _HELD: ContextVar[_Held | None] = ContextVar("chronos_content_intents", default=
 async def intents_held(scope: Scope) -> AsyncIterator[None]:
     """Around one write attempt: the intents it announces (:func:`announce`) are deleted
     when it ends (W4), awaited and bounded; a write whose outcome is unknown (its claim
-    may still be published) leaves them to expire."""
+    may still be published) leaves them to expire. Collections without ``base64_props``
+    never upload content: nothing to hold."""
+    if not scope.cmap.base64_props:
+        yield
+        return
     held = _Held()
     reset = _HELD.set(held)
     try:

@@ -31,14 +31,13 @@ import anyio.to_thread
 from chronos_async._codec import sha256_hex
 from chronos_async._content import content_prefix, parse_content_key
 from chronos_async._content_guard import ContentDeletion
-from chronos_async._errors import StorageError, ValidationError
+from chronos_async._errors import StorageError
 from chronos_async._keys import (
     NO_TENANT,
     collection_prefix,
     head_id,
     item_prefix,
-    validate_collection,
-    validate_db,
+    names_are_valid,
 )
 from chronos_async._scope import Scope
 from chronos_async._verify_report import BackendScan, CollectionScan, ReferenceCheck
@@ -166,10 +165,7 @@ async def content_referenced(
             kept.add(key)
             continue
         t, db, collection, item_id = parsed
-        try:
-            validate_db(db)
-            validate_collection(collection)
-        except ValidationError:
+        if not names_are_valid(db, collection):  # not a key this library wrote
             kept.add(key)
             continue
         wanted.setdefault((db, collection, t), {}).setdefault(item_id, []).append(key)

@@ -21,6 +21,7 @@ __all__ = [
     "copy_key",
     "head_id",
     "is_copy_key",
+    "names_are_valid",
     "item_prefix",
     "new_item_id",
     "new_write_token",
@@ -85,6 +86,17 @@ def validate_collection(value: object) -> str:
 def validate_db(value: object) -> str:
     """A database name: 1-63 of ``A-Z a-z 0-9 _ -`` (valid for MongoDB on every OS)."""
     return _check(_DB, value, "database name", "use 1-63 characters of A-Z a-z 0-9 _ -")
+
+
+def names_are_valid(db: str, collection: str) -> bool:
+    """Whether ``db`` and ``collection`` are names this library writes (for names read
+    back from object keys, which anyone may have written)."""
+    try:
+        validate_db(db)
+        validate_collection(collection)
+    except ValidationError:
+        return False
+    return True
 
 
 def new_item_id() -> str:

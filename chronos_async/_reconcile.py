@@ -51,14 +51,13 @@ from typing import Any
 from chronos_async._content import parse_content_key
 from chronos_async._content_guard import ContentDeletion
 from chronos_async._content_verify import content_referenced, remove_content_orphans
-from chronos_async._errors import IntegrityError, ValidationError
+from chronos_async._errors import IntegrityError
 from chronos_async._keys import (
     NO_TENANT,
     head_id,
     is_copy_key,
+    names_are_valid,
     parse_payload_key,
-    validate_collection,
-    validate_db,
     version_id,
 )
 from chronos_async._models import Summable
@@ -143,10 +142,7 @@ async def referenced_keys(
             kept.add(key)
             continue
         tenant, db, collection, item_id, ov, _ = parsed
-        try:
-            validate_db(db)
-            validate_collection(collection)
-        except ValidationError:
+        if not names_are_valid(db, collection):  # not a key this library wrote
             kept.add(key)
             continue
         entry = (key, version_id(tenant, item_id, ov), head_id(tenant, item_id))

@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from chronos_async.counters._rules import Change, RuleSet, contribution, retire
 from chronos_async.counters._tally import Tally
 from chronos_async.meta import TotalsRepo
@@ -52,11 +50,9 @@ class Counting:
     tally: Tally
 
     def stamp(self, version: Doc, prev_head: Mapping[str, Any] | None, data: Any) -> None:
-        """Store the version's contribution on it (``data``: the payload, when a rule
-        needs it: a dict, the payload's JSON bytes, or ``None``)."""
+        """Store the version's contribution on it (``data``: the payload as a dict, when a
+        rule needs it, else ``None``)."""
         live, matched = head_state(prev_head)
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            data = orjson.loads(data)
         part = contribution(
             self.rules,
             Change(
@@ -70,7 +66,8 @@ class Counting:
         )
         version["cnt"] = part.counts
         version["rm"] = list(part.matched)
-        version["cu"] = [list(pair) for pair in part.uniques] or None
+        if part.uniques:
+            version["cu"] = [list(pair) for pair in part.uniques]
 
     def published(self, version: Mapping[str, Any]) -> None:
         """Count a version that has just become the head (call once per version)."""

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["Computed", "compute_totals", "stamp", "stored_data"]
 
 Doc = dict[str, Any]
+#: Payloads at least this large are parsed in a worker thread.
+_OFFLOAD = 256 * 1024
 
 
 @dataclass(slots=True)
@@ -52,10 +54,13 @@ async def stored_data(store: BlobStore, version: Doc) -> dict[str, Any] | None:
     """The payload of ``version`` as stored (its inline copy, else read from ``store``)."""
     body = version.get("inline")
     raw = body.encode() if isinstance(body, str) else await read_payload(store, version)
-    # Large payloads are parsed off the event loop.
-    data = (
-        orjson.loads(raw) if len(raw) < 256 * 1024 else await asyncio.to_thread(orjson.loads, raw)
-    )
+    return await parse_object(raw)
+
+
+async def parse_object(raw: bytes) -> dict[str, Any] | None:
+    """``raw`` JSON as a dict (``None`` for any other value); large bodies are parsed off
+    the event loop."""
+    data = orjson.loads(raw) if len(raw) < _OFFLOAD else await asyncio.to_thread(orjson.loads, raw)
     return data if isinstance(data, dict) else None
 
 
@@ -167,5 +172,8 @@ async def stamp(scope: Scope, version: Doc, prev_head: Doc | None, payload: Any)
     assert counting is not None
     data: Any = None
     if counting.rules.needs_payload and not version.get("deleted"):
-        data = payload.body if payload is not None else await stored_data(scope.store, version)
+        if payload is not None:
+            data = await parse_object(payload.body)
+        else:
+            data = await stored_data(scope.store, version)
     counting.stamp(version, prev_head, data)

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from chronos_async._errors import ConfigError
-from chronos_async._keys import NO_TENANT, validate_collection, validate_db, validate_tenant
+from chronos_async._keys import NO_TENANT
 from chronos_async._models import Summable, from_us
 from chronos_async._scope import now_us
 from chronos_async._sections import WriteOptimizationConfig
@@ -109,7 +109,7 @@ class Counters:
         self._tally: Tally | None = None
         self._client: Any = None
         self._rules: dict[str, RuleSet] = {}
-        self._ready: dict[int, asyncio.Future[None]] = {}
+        self._ready: dict[tuple[int, str], asyncio.Future[None]] = {}
 
     async def open(self, stack: AsyncExitStack) -> None:
         """Start counting (entered on the instance's exit stack, after the backends)."""
@@ -170,7 +170,7 @@ class Counters:
 
     async def ensure_ready(self, counting: Counting) -> None:
         """Create the counters' indexes in ``counting``'s database once per instance."""
-        key = id(counting.repo.db.client) ^ hash(counting.repo.db.name)
+        key = (id(counting.repo.db.client), counting.repo.db.name)
         pending = self._ready.get(key)
         if pending is None or (pending.done() and pending.exception() is not None):
             pending = self._ready[key] = asyncio.ensure_future(counting.repo.ensure_indexes())
@@ -184,10 +184,8 @@ class Counters:
             raise ConfigError(
                 "counters are off: add a 'counters' section or 'counter_rules' to the config"
             )
-        db, collection = validate_db(db), validate_collection(collection)
-        tenant = validate_tenant(tenant) if tenant is not None else None
-        backend = self._chronos.backend_for(db=db, collection=collection, tenant=tenant)
-        counting = self.counting(backend, db, collection, tenant)
+        # The collection handle checks the names and routes, as for any operation.
+        counting = self._chronos.collection(collection, db=db, tenant=tenant)._scope.counting
         assert counting is not None
         return counting
 

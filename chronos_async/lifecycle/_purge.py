@@ -78,19 +78,13 @@ async def purge_record(
     tomb = scope.repo.db[f"{scope.collection}_purged"]
     tid = tombstone_id(scope.t, scope.db, scope.collection, item_id)
     started = now_us()
-    with mongo_errors("purge tombstone"):
-        await tomb.replace_one(
-            {"_id": tid},
-            {
-                "_id": tid,
-                "t": scope.t,
-                "state": "running",
-                "started_us": started,
-                "actor": actor,
-                "reason": reason_text,
-            },
-            upsert=True,
-        )
+    base = {"_id": tid, "t": scope.t, "started_us": started, "actor": actor, "reason": reason_text}
+
+    async def tombstone(**state: Any) -> None:
+        with mongo_errors("purge tombstone"):
+            await tomb.replace_one({"_id": tid}, {**base, **state}, upsert=True)
+
+    await tombstone(state="running")
     found, versions, objects, packs = True, 0, 0, 0
     try:
         removed = await remove_record(scope, item_id, expected=None, purge=True)
@@ -110,24 +104,14 @@ async def purge_record(
     if scope.counting is not None:
         unique = await scope.counting.repo.forget_record(scope.counting.key, item_id)
     report = PurgeReport(tid, found, versions, objects, packs, queued, keys, unique)
-    with mongo_errors("purge tombstone"):
-        await tomb.replace_one(
-            {"_id": tid},
-            {
-                "_id": tid,
-                "t": scope.t,
-                "state": "done",
-                "started_us": started,
-                "purged_us": now_us(),
-                "actor": actor,
-                "reason": reason_text,
-                "found": found,
-                "versions": versions,
-                "objects": objects,
-                "packs": packs,
-            },
-            upsert=True,
-        )
+    await tombstone(
+        state="done",
+        purged_us=now_us(),
+        found=found,
+        versions=versions,
+        objects=objects,
+        packs=packs,
+    )
     return report
 
 
